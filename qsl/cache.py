@@ -1,0 +1,68 @@
+"""Features cached on disk under a key of everything they depend on, so a stale cache is never used."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from qsl.dataset import (
+    DATASET_SHA256,
+    SHIPPED_DATASET,
+    SHIPPED_VOCAB,
+    VOCAB_SHA256,
+    load_dataset,
+    read_examples,
+    read_verified,
+)
+from qsl.features import DOC_STRIDE, MAX_QUERY_LENGTH, MAX_SEQ_LENGTH, SquadFeatures, featurize
+
+FORMAT_VERSION = 1
+
+
+def cache_key(dataset_sha256: str, vocab_sha256: str) -> str:
+    parameters = {"dataset": dataset_sha256, "vocab": vocab_sha256, "max_seq_length": MAX_SEQ_LENGTH,
+                  "doc_stride": DOC_STRIDE, "max_query_length": MAX_QUERY_LENGTH, "format": FORMAT_VERSION}
+    return hashlib.sha256(json.dumps(parameters, sort_keys=True).encode()).hexdigest()
+
+
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write through a temporary file so an interrupted write never leaves a plausible-looking file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".partial.npz")
+    np.savez(temporary, **arrays)
+    os.replace(temporary, path)
+
+
+def _read_cache(path: Path, key: str) -> SquadFeatures | None:
+    try:
+        with np.load(path) as cached:
+            if str(cached["cache_key"]) != key:
+                return None
+            return SquadFeatures(**{name: cached[name] for name in SquadFeatures.__dataclass_fields__})
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def load_features(cache_path: Path, dataset_path: Path = SHIPPED_DATASET,
+                  vocab_path: Path = SHIPPED_VOCAB, log=print) -> SquadFeatures:
+    """Cached features when the key matches, else featurise (a few seconds) and cache."""
+    read_verified(vocab_path, VOCAB_SHA256, "BERT vocabulary")
+    key = cache_key(DATASET_SHA256, VOCAB_SHA256)
+    if cache_path.is_file():
+        features = _read_cache(cache_path, key)
+        if features is not None:
+            return features
+        log(f"features cache {cache_path} is stale or unreadable: rebuilding it")
+    examples = read_examples(load_dataset(dataset_path))
+    from qsl.tokenizer import load_tokenizer
+
+    log(f"featurising {len(examples)} SQuAD questions (max_seq_length {MAX_SEQ_LENGTH}, "
+        f"doc_stride {DOC_STRIDE}, max_query_length {MAX_QUERY_LENGTH})")
+    features = featurize(examples, load_tokenizer(vocab_path))
+    save_npz(cache_path, {**features.as_arrays(), "cache_key": np.array(key)})
+    log(f"wrote {len(features)} features to {cache_path}")
+    return features

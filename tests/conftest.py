@@ -1,0 +1,60 @@
+"""Shared fixtures: the real features (built once per session) and the small real model from ../shared."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("BERT99_SHARED", REPO.parent / "shared"))
+SMALL_MODEL = SHARED / "models" / "minilm-squad-devhalf"
+
+
+@pytest.fixture(scope="session")
+def build_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("build")
+
+
+@pytest.fixture(scope="session")
+def features(build_dir):
+    from qsl.cache import load_features
+
+    return load_features(build_dir / "data" / "squad_features.npz", log=lambda *_: None)
+
+
+@pytest.fixture(scope="session")
+def examples():
+    from qsl.dataset import load_dataset, read_examples
+
+    return read_examples(load_dataset())
+
+
+@pytest.fixture(scope="session")
+def small_model() -> Path:
+    if not (SMALL_MODEL / "config.json").is_file():
+        pytest.skip(f"small real model not found at {SMALL_MODEL} (needs ../shared beside the checkout)")
+    return SMALL_MODEL
+
+
+@pytest.fixture(scope="session")
+def tiny_random_model(tmp_path_factory) -> Path:
+    """A 2-layer random BERT QA model in Hugging Face format: fast enough to run LoadGen end to end."""
+    import torch
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    torch.manual_seed(0)
+    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    path = tmp_path_factory.mktemp("tiny-bert")
+    BertForQuestionAnswering(config).save_pretrained(path)
+    return path
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The harness as a user runs it, in `cwd`, with this repo importable."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=600)

@@ -1,0 +1,107 @@
+"""The QSL's features must be the MLPerf reference's, row for row."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+
+import numpy as np
+import pytest
+
+from harness.errors import HarnessError
+from qsl.cache import load_features
+from qsl.dataset import SHIPPED_DATASET, load_dataset, split_whitespace
+from qsl.features import doc_spans, max_context_flags
+
+# sha256 of the int32 arrays produced by a line-by-line transcription of the reference's
+# create_squad_data.py (BertTokenizer on every word), checked against this implementation.
+REFERENCE_SHA256 = {
+    "input_ids": "b75291371c078f3114d60dfd077a761037b5869761c0414a49cdc7e8b051605c",
+    "input_mask": "9634bbdf85592ffd5aab26166a5ec089638e9641bd30cb4e3116faaecd394cee",
+    "segment_ids": "e3923a65eeb01663acb1500587984717b638ff0148421191b79eec1042d4ef87",
+}
+
+
+def test_count_and_shape(features):
+    assert len(features) == 10833
+    assert features.input_ids.shape == (10833, 384)
+    assert features.example_index.max() == 10569
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE_SHA256))
+def test_arrays_match_reference(features, name):
+    array = np.ascontiguousarray(getattr(features, name), np.int32)
+    assert hashlib.sha256(array.tobytes()).hexdigest() == REFERENCE_SHA256[name]
+
+
+def test_first_feature_ids(features):
+    # "Which NFL team represented the AFC at Super Bowl 50?" [SEP] "Super Bowl 50 was an American ..."
+    assert features.input_ids[0, :16].tolist() == [101, 2029, 5088, 2136, 3421, 1996, 10511, 2012, 3565, 4605,
+                                                   2753, 1029, 102, 3565, 4605, 2753]
+    assert features.lengths[0] == 171
+    assert features.segment_ids[0, :13].sum() == 0 and features.segment_ids[0, 13:171].all()
+    assert features.input_ids[0, 170] == 102 and features.input_ids[0, 171:].sum() == 0
+
+
+def test_long_paragraph_split_into_overlapping_windows(features):
+    rows = np.flatnonzero(features.example_index == 250)
+    assert rows.tolist() == [250, 251]
+    assert features.lengths[rows].tolist() == [384, 298]
+    # every document token is the max-context token of exactly one window
+    first, second = rows
+    words_first = features.token_to_orig[first][features.max_context[first]]
+    words_second = features.token_to_orig[second][features.max_context[second]]
+    assert features.max_context[rows].sum() == 250 + 164
+    assert words_first.max() <= words_second.min()
+
+
+def test_doc_spans_and_max_context():
+    spans = doc_spans(10, max_tokens_for_doc=6, doc_stride=3)
+    assert spans == [(0, 6), (3, 6), (6, 4)]
+    # token 4 sits in spans 0 (left 4, right 1) and 1 (left 1, right 4): a tie, and the first span wins;
+    # token 7: span 1 scores min(4, 1) + 0.06 = 1.06, span 2 min(1, 2) + 0.04 = 1.04
+    assert max_context_flags(spans, 0).tolist() == [True, True, True, True, True, False]
+    assert max_context_flags(spans, 1).tolist() == [False, False, True, True, True, False]
+    assert max_context_flags(spans, 2).tolist() == [False, False, True, True]
+
+
+def test_whitespace_split_matches_reference_rules():
+    assert split_whitespace("a  b\tc\u202fd\n") == ["a", "b", "c", "d"]
+    assert split_whitespace("x\u00a0y") == ["x\u00a0y"]  # only the reference's whitespace set splits
+
+
+def test_stale_cache_is_rebuilt(tmp_path, features):
+    cache = tmp_path / "features.npz"
+    arrays = {**features.as_arrays(), "cache_key": np.array("from another dataset or vocab")}
+    arrays["input_ids"] = np.zeros_like(features.input_ids)
+    np.savez(cache, **arrays)
+    messages = []
+    rebuilt = load_features(cache, log=messages.append)
+    assert any("stale" in message for message in messages)
+    assert np.array_equal(rebuilt.input_ids, features.input_ids)
+
+
+def test_corrupt_dataset_is_refused(tmp_path):
+    broken = tmp_path / "dev-v1.1.json.gz"
+    data = gzip.decompress(SHIPPED_DATASET.read_bytes()).replace(b"Super Bowl", b"Super Bawl", 1)
+    broken.write_bytes(gzip.compress(data))
+    with pytest.raises(HarnessError, match="sha256"):
+        load_dataset(broken)
+    broken.write_bytes(b"not gzip")
+    with pytest.raises(HarnessError, match="not a valid gzip"):
+        load_dataset(broken)
+    with pytest.raises(HarnessError, match="make download"):
+        load_dataset(tmp_path / "missing.json")
+
+
+def test_loadgen_qsl_counts(features):
+    from qsl.loadgen_qsl import SquadQSL
+
+    full = SquadQSL(features)
+    assert (full.count, full.performance_count) == (10833, 10833)
+    full.close()
+    quick = SquadQSL(features, 64)
+    assert (quick.count, quick.performance_count) == (64, 64)
+    quick.close()
+    with pytest.raises(HarnessError, match="COUNT"):
+        SquadQSL(features, 20000)
