@@ -1,0 +1,147 @@
+"""Finding and loading the QA model: the MLPerf `model.pytorch`, a Hugging Face directory, or random BERT-Large."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from configs import BERT_LARGE_CONFIG
+from harness.errors import HarnessError
+
+MLPERF_CHECKPOINT_NAMES = ("model.pytorch",)
+HF_WEIGHT_NAMES = ("model.safetensors", "pytorch_model.bin")
+# Buffers older transformers saved with the weights; harmless when absent or extra.
+BENIGN_KEYS = re.compile(r"(^|\.)(position_ids|token_type_ids)$")
+
+RANDOM_BANNER = """
+##############################################################################
+#  NO MODEL GIVEN: using a RANDOMLY INITIALISED BERT-Large.                   #
+#  Results are for PERFORMANCE ONLY; accuracy is meaningless.                 #
+#  Real model: `make download` (MLPerf model.pytorch) or MODEL=<path>.         #
+##############################################################################
+"""
+
+
+@dataclass
+class LoadedModel:
+    module: object  # transformers BertForQuestionAnswering, fp32, on CPU, eval mode
+    name: str  # short name used in log paths
+    source: str  # the file or directory it came from, or "random"
+    is_random: bool
+
+
+def default_model_path(build_dir: Path) -> Path:
+    return build_dir / "models" / "bert-large" / "model.pytorch"
+
+
+def _bert_config(path: Path):
+    from transformers import BertConfig
+
+    with open(path) as file:
+        return BertConfig(**json.load(file))
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "model"
+
+
+def random_bert_large(seed: int = 0) -> LoadedModel:
+    """BERT-Large with N(0, 0.02) weights; filled directly, three times faster than transformers' init."""
+    import torch
+    from transformers import BertForQuestionAnswering
+    from transformers.initialization import no_init_weights
+
+    with no_init_weights():
+        module = BertForQuestionAnswering(_bert_config(BERT_LARGE_CONFIG))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in module.named_parameters():
+            if parameter.dim() > 1:
+                parameter.normal_(0.0, 0.02, generator=generator)
+            elif name.endswith("LayerNorm.weight"):
+                parameter.fill_(1.0)
+            else:
+                parameter.zero_()
+    return LoadedModel(module.eval(), "bert-large-random", "random", is_random=True)
+
+
+def _load_state_dict(path: Path, trust_checkpoint: bool) -> dict:
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust_checkpoint)
+    except pickle.UnpicklingError as error:
+        raise HarnessError(f"{path} holds more than plain tensors, so torch refuses it with weights_only=True; "
+                           "if you trust the file, add TRUST_CHECKPOINT=1 (--trust-checkpoint)") from error
+    except (RuntimeError, EOFError, OSError) as error:
+        raise HarnessError(f"cannot read checkpoint {path} ({error}); delete it and run `make download`") from error
+
+
+def _check_keys(path: Path, missing: list[str], unexpected: list[str], log) -> None:
+    missing = [key for key in missing if not BENIGN_KEYS.search(key)]
+    unexpected = [key for key in unexpected if not BENIGN_KEYS.search(key)]
+    if unexpected:
+        log(f"warning: {path}: {len(unexpected)} unexpected keys ignored: {', '.join(unexpected[:5])}")
+    if any(key.startswith("qa_outputs.") for key in missing):
+        raise HarnessError(f"{path} has no question-answering head (qa_outputs): it is a base BERT, "
+                           "not a SQuAD model; use the MLPerf model.pytorch or a SQuAD fine-tuned model")
+    if missing:
+        raise HarnessError(f"{path} lacks {len(missing)} weights ({', '.join(missing[:5])}); "
+                           "refusing to run with randomly initialised layers")
+
+
+def load_mlperf_checkpoint(path: Path, trust_checkpoint: bool = False, log=print) -> LoadedModel:
+    """A state dict saved by the reference's bert_tf_to_pytorch.py, with bert_config.json beside it if present."""
+    from transformers import BertForQuestionAnswering
+
+    config_path = path.parent / "bert_config.json"
+    config = _bert_config(config_path if config_path.is_file() else BERT_LARGE_CONFIG)
+    state_dict = _load_state_dict(path, trust_checkpoint)
+    if not isinstance(state_dict, dict):
+        raise HarnessError(f"{path} is not a state dict (found {type(state_dict).__name__})")
+    module = BertForQuestionAnswering(config)
+    result = module.load_state_dict(state_dict, strict=False)
+    _check_keys(path, result.missing_keys, result.unexpected_keys, log)
+    return LoadedModel(module.eval(), "bert-large-mlperf", str(path), is_random=False)
+
+
+def load_hf_directory(path: Path, log=print) -> LoadedModel:
+    import torch
+    from transformers import BertForQuestionAnswering
+
+    if not any((path / name).is_file() for name in HF_WEIGHT_NAMES):
+        raise HarnessError(f"{path} has config.json but no {' or '.join(HF_WEIGHT_NAMES)}")
+    module, info = BertForQuestionAnswering.from_pretrained(path, dtype=torch.float32, output_loading_info=True)
+    _check_keys(path, info["missing_keys"], info["unexpected_keys"], log)
+    return LoadedModel(module.eval(), _slug(path.name), str(path), is_random=False)
+
+
+def load_model(model: str | None, build_dir: Path, allow_random: bool, trust_checkpoint: bool = False,
+               log=print) -> LoadedModel:
+    """MODEL as given, else the downloaded MLPerf model, else (only if allowed) random BERT-Large."""
+    if not model:
+        path = default_model_path(build_dir)
+        if path.is_file():
+            return load_mlperf_checkpoint(path, trust_checkpoint, log)
+        if not allow_random:
+            raise HarnessError(f"no model: {path} does not exist and accuracy needs real weights; "
+                               "run `make download` or pass MODEL=<model.pytorch or Hugging Face directory>")
+        log(RANDOM_BANNER)
+        return random_bert_large()
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return load_hf_directory(path, log)
+        for name in MLPERF_CHECKPOINT_NAMES:
+            if (path / name).is_file():
+                return load_mlperf_checkpoint(path / name, trust_checkpoint, log)
+        raise HarnessError(f"MODEL={path} is a directory without config.json or model.pytorch")
+    if path.is_file():
+        if path.suffix == ".onnx":
+            raise HarnessError(f"MODEL={path} is an ONNX file; it needs BACKEND=onnxruntime or tensorrt")
+        return load_mlperf_checkpoint(path, trust_checkpoint, log)
+    raise HarnessError(f"MODEL={path} does not exist; pass a model.pytorch file or a Hugging Face "
+                       "model directory, or run `make download`")

@@ -1,0 +1,91 @@
+"""The LoadGen system under test: queue samples, batch them, ask a backend for logits, answer LoadGen.
+
+Written once for every backend and scenario. LoadGen's issue thread only enqueues; one worker
+thread drains the queue, so Server and MultiStream queries that arrive together share a batch.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import mlperf_loadgen as lg
+import numpy as np
+
+from qsl.features import MAX_SEQ_LENGTH, SquadFeatures
+from sut.backend import Backend
+from sut.batching import padded_length, plan_batches
+
+PAD_LOGIT = -10000.0  # what the reference accuracy script pads short outputs with
+
+
+class SUT:
+    def __init__(self, backend: Backend, features: SquadFeatures, max_batch_size: int,
+                 max_tokens: int | None = None, pad_multiple: int = 8):
+        self.backend = backend
+        self.features = features
+        self.lengths = features.lengths
+        self.max_batch_size = max_batch_size
+        self.max_tokens = max_tokens
+        self.pad_multiple = pad_multiple
+        self.samples_done = 0
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[list | None] = queue.Queue()
+        self._worker = threading.Thread(target=self._serve, name="sut-worker", daemon=True)
+        self._worker.start()
+        self.handle = lg.ConstructSUT(self.issue_queries, self.flush_queries)
+
+    def issue_queries(self, query_samples: list) -> None:
+        self._queue.put(query_samples)
+
+    def flush_queries(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._worker.join()
+        lg.DestroySUT(self.handle)
+
+    def _serve(self) -> None:
+        while True:
+            samples = self._queue.get()
+            if samples is None:
+                return
+            stop = False
+            while not stop:  # take everything already waiting into the same batch plan
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                else:
+                    samples = [*samples, *more]
+            self._answer(samples)
+            if stop:
+                return
+
+    def _answer(self, samples: list) -> None:
+        response_ids = np.fromiter((sample.id for sample in samples), np.uint64, len(samples))
+        sample_indices = np.fromiter((sample.index for sample in samples), np.int64, len(samples))
+        for batch in plan_batches(self.lengths[sample_indices], self.max_batch_size, self.max_tokens):
+            self._answer_batch(response_ids[batch], sample_indices[batch])
+
+    def _answer_batch(self, response_ids: np.ndarray, sample_indices: np.ndarray) -> None:
+        logits = np.full((len(sample_indices), MAX_SEQ_LENGTH, 2), PAD_LOGIT, np.float32)
+        if self.error is None:  # after a failure, answer empty so LoadGen can finish and report
+            try:
+                length = padded_length(int(self.lengths[sample_indices].max()), self.pad_multiple, MAX_SEQ_LENGTH)
+                features = self.features
+                computed = self.backend.predict(features.input_ids[sample_indices, :length],
+                                                features.input_mask[sample_indices, :length],
+                                                features.segment_ids[sample_indices, :length])
+                logits[:, :length] = computed
+            except BaseException as error:  # noqa: BLE001 - re-raised by the runner after LoadGen stops
+                self.error = error
+        size = 0 if self.error is not None else logits[0].nbytes
+        address = logits.ctypes.data
+        responses = [lg.QuerySampleResponse(int(response_id), address + row * logits[0].nbytes, size)
+                     for row, response_id in enumerate(response_ids)]
+        lg.QuerySamplesComplete(responses)
+        self.samples_done += len(responses)
