@@ -1,0 +1,50 @@
+"""python -m accuracy --log-file PATH: score any LoadGen bert accuracy log."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from accuracy.evaluate import evaluate_log, write_accuracy_txt
+from accuracy.loadgen_log import DTYPES
+from harness.cli_common import run_main
+
+
+def parser() -> argparse.ArgumentParser:
+    result = argparse.ArgumentParser(
+        prog="python -m accuracy",
+        description="Score a LoadGen mlperf_log_accuracy.json for bert-99 the way the MLPerf reference does "
+                    "(n-best 20, max answer 30, official SQuAD v1.1 F1/EM) and write accuracy.txt beside it.")
+    result.add_argument("--log-file", type=Path, required=True, help="LoadGen mlperf_log_accuracy.json")
+    result.add_argument("--output-dtype", default="float32", choices=DTYPES,
+                        help="element type the SUT answered with (default float32)")
+    result.add_argument("--output-transposed", action="store_true",
+                        help="logits stored as [2, seq] (all starts, then all ends) instead of [seq, 2]")
+    result.add_argument("--build-dir", type=Path, default=Path("build"),
+                        help="where the features cache lives (default build)")
+    result.add_argument("--dataset", type=Path, default=None,
+                        help="SQuAD v1.1 dev JSON (default: the copy shipped with the harness)")
+    result.add_argument("--accuracy-txt", type=Path, default=None,
+                        help="where to write accuracy.txt (default: beside the log)")
+    result.add_argument("--predictions", type=Path, default=None,
+                        help="also write qas_id -> answer predictions JSON here")
+    return result
+
+
+def main() -> None:
+    from qsl.cache import load_features
+
+    args = parser().parse_args()
+    features = load_features(args.build_dir / "data" / "squad_features.npz")
+    result = evaluate_log(args.log_file, features, args.dataset, args.output_dtype, args.output_transposed,
+                          args.predictions)
+    print(result.official_line())
+    for line in result.verdict_lines():
+        print(line)
+    accuracy_txt = args.accuracy_txt or args.log_file.with_name("accuracy.txt")
+    write_accuracy_txt(accuracy_txt, result)
+    print(f"wrote {accuracy_txt}")
+
+
+if __name__ == "__main__":
+    run_main(main)

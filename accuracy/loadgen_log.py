@@ -1,0 +1,60 @@
+"""Reading LoadGen's mlperf_log_accuracy.json: one hex-encoded logits buffer per answered sample."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from harness.errors import HarnessError
+
+PAD_LOGIT = -10000.0  # the reference pads outputs shorter than the sequence with this
+DTYPES = ("float32", "float16", "float64", "int8", "int16", "int32", "int64")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_accuracy_log(path: Path, num_features: int, seq_length: int, dtype: str = "float32",
+                      transposed: bool = False) -> dict[int, np.ndarray]:
+    """sample index -> float64 [seq_length, 2] (start, end) logits; a repeated index keeps its last entry."""
+    if dtype not in DTYPES:
+        raise HarnessError(f"unknown output dtype {dtype}; choose one of {', '.join(DTYPES)}")
+    if not path.is_file():
+        raise HarnessError(f"accuracy log {path} not found; run `make accuracy` first")
+    try:
+        entries = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise HarnessError(f"{path} is not valid JSON ({error}); is it a truncated or packaged log? "
+                           "Use the full mlperf_log_accuracy.json from the run directory") from error
+    if not isinstance(entries, list):
+        raise HarnessError(f"{path} is not a LoadGen accuracy log (expected a JSON list)")
+    item_size = np.dtype(dtype).itemsize
+    results: dict[int, np.ndarray] = {}
+    for position, entry in enumerate(entries):
+        try:
+            sample_index = int(entry["qsl_idx"])
+            raw = bytes.fromhex(entry["data"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise HarnessError(f"{path}: entry {position} is malformed ({error!r}); "
+                               "expected qsl_idx and hex data") from error
+        if not 0 <= sample_index < num_features:
+            raise HarnessError(f"{path}: entry {position} has qsl_idx {sample_index}, outside 0..{num_features - 1}")
+        if len(raw) == 0 or len(raw) % (2 * item_size) or len(raw) // (2 * item_size) > seq_length:
+            raise HarnessError(f"{path}: entry {position} holds {len(raw)} bytes, not [<= {seq_length}, 2] of "
+                               f"{dtype}; pass --output-dtype matching the run")
+        values = np.frombuffer(raw, dtype).astype(np.float64)
+        pairs = values.reshape(2, -1).T if transposed else values.reshape(-1, 2)
+        logits = np.full((seq_length, 2), PAD_LOGIT)
+        logits[:len(pairs)] = pairs
+        results[sample_index] = logits
+    if not results:
+        raise HarnessError(f"{path} holds no samples; the accuracy run answered nothing")
+    return results
