@@ -1,0 +1,68 @@
+# MLPerf Inference bert-99 harness. `make help` lists targets and variables.
+# Without PYTHON, targets use a project venv (.venv) and create it on first use.
+# With PYTHON=python3 (an HPC module, a CUDA container), that Python is used as it is: nothing is installed.
+
+SCENARIO   ?= Offline
+BACKEND    ?= pytorch
+MODEL      ?=
+DEVICE     ?=
+PRECISION  ?=
+COUNT      ?=
+SYSTEM     ?=
+BATCH_SIZE ?=
+BUILD      ?= build
+TORCH_SPEC ?= torch==2.13.0
+
+ifeq ($(origin PYTHON),undefined)
+PYTHON := .venv/bin/python
+ENV    := .venv/.installed
+else
+ENV    :=
+endif
+
+RUN_ARGS = --scenario $(SCENARIO) --backend $(BACKEND) --build-dir $(BUILD) \
+	$(if $(MODEL),--model $(MODEL)) $(if $(DEVICE),--device $(DEVICE)) \
+	$(if $(PRECISION),--precision $(PRECISION)) $(if $(COUNT),--count $(COUNT)) \
+	$(if $(SYSTEM),--system $(SYSTEM)) $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) \
+	$(if $(TRUST_CHECKPOINT),--trust-checkpoint) $(if $(TRACE),--enable-trace)
+
+.PHONY: help setup features perf accuracy download test lint clean distclean
+
+help:
+	@echo "Targets: setup features perf accuracy download test lint clean distclean"
+	@echo "Variables: SCENARIO=$(SCENARIO) BACKEND=$(BACKEND) MODEL= DEVICE= PRECISION= COUNT= SYSTEM= BATCH_SIZE="
+	@echo "           BUILD=$(BUILD) PYTHON= TORCH_SPEC=$(TORCH_SPEC) TRUST_CHECKPOINT=1 TRACE=1"
+	@echo "Details: README.md, or $(PYTHON) -m harness perf --help"
+
+setup: .venv/.installed
+
+.venv/.installed: pyproject.toml
+	python3 -m venv .venv
+	.venv/bin/python -m pip install --quiet --upgrade pip
+	.venv/bin/python -m pip install --quiet "$(TORCH_SPEC)"
+	.venv/bin/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+features: $(ENV)
+	$(PYTHON) -m harness features --build-dir $(BUILD)
+
+perf: $(ENV)
+	$(PYTHON) -m harness perf $(RUN_ARGS)
+
+accuracy: $(ENV)
+	$(PYTHON) -m harness accuracy $(RUN_ARGS)
+
+download: $(ENV)
+	$(PYTHON) -m harness download --build-dir $(BUILD)
+
+test: $(ENV)
+	$(PYTHON) -m pytest -q
+
+lint: $(ENV)
+	$(PYTHON) -m ruff check .
+
+clean:
+	rm -rf $(BUILD)/logs $(BUILD)/data/squad_features.npz
+
+distclean:
+	rm -rf $(BUILD) .venv

@@ -1,0 +1,99 @@
+"""python -m harness {perf,accuracy,features,download}: what the Makefile targets call."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from harness.cli_common import run_main
+from harness.run import BACKENDS, PRECISIONS, RunOptions, run
+from harness.settings import SCENARIOS, known_systems
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scenario", default="Offline", help=f"LoadGen scenario: {', '.join(SCENARIOS)}")
+    parser.add_argument("--backend", default="pytorch", help=f"inference backend: {', '.join(BACKENDS)}")
+    parser.add_argument("--model", default=None,
+                        help="model.pytorch file or Hugging Face model directory "
+                             "(default: build/models/bert-large/model.pytorch from `make download`)")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the system file's)")
+    parser.add_argument("--precision", default=None, help=f"{', '.join(PRECISIONS)} (default: the system file's)")
+    parser.add_argument("--count", default=None,
+                        help="quick, non-compliant run over the first N samples; 'full' forces compliant "
+                             "settings (default: the system file's default_count, none on GPU systems)")
+    parser.add_argument("--system", default=None,
+                        help=f"settings file in configs/systems: {', '.join(known_systems())} (default: detected)")
+    parser.add_argument("--batch-size", type=int, default=None, help="largest batch (default: the system file's)")
+    parser.add_argument("--build-dir", type=Path, default=Path("build"), help="data, models and logs (default build)")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="allow a model.pytorch that needs full unpickling (only for files you trust)")
+    parser.add_argument("--enable-trace", action="store_true",
+                        help="LoadGen trace log (about 270 bytes per sample; off by default)")
+
+
+def options_from(args: argparse.Namespace) -> RunOptions:
+    return RunOptions(scenario=args.scenario, backend=args.backend, model=args.model, device=args.device,
+                      precision=args.precision, count=args.count, system=args.system,
+                      batch_size=args.batch_size, build_dir=args.build_dir,
+                      trust_checkpoint=args.trust_checkpoint, enable_trace=args.enable_trace)
+
+
+def command_perf(args: argparse.Namespace) -> None:
+    run_dir, resolved = run(options_from(args), accuracy=False)
+    print(f"LoadGen result: {resolved.loadgen_result or 'unknown'}; logs in {run_dir}")
+
+
+def command_accuracy(args: argparse.Namespace) -> None:
+    from accuracy.evaluate import evaluate_log, write_accuracy_txt
+    from qsl.cache import load_features
+
+    run_dir, resolved = run(options_from(args), accuracy=True)
+    features = load_features(args.build_dir / "data" / "squad_features.npz")
+    result = evaluate_log(run_dir / "mlperf_log_accuracy.json", features,
+                          predictions_path=run_dir / "predictions.json")
+    write_accuracy_txt(run_dir / "accuracy.txt", result)
+    print(result.official_line())
+    for line in result.verdict_lines():
+        print(line)
+    print(f"logs and accuracy.txt in {run_dir}")
+
+
+def command_features(args: argparse.Namespace) -> None:
+    from qsl.cache import load_features
+
+    path = args.build_dir / "data" / "squad_features.npz"
+    features = load_features(path)
+    print(f"{path}: {len(features)} features, input_ids {features.input_ids.shape}")
+
+
+def command_download(args: argparse.Namespace) -> None:
+    from harness.download import download_all
+
+    download_all(args.build_dir)
+
+
+def parser() -> argparse.ArgumentParser:
+    result = argparse.ArgumentParser(prog="python -m harness",
+                                     description="MLPerf Inference bert-99 (SQuAD v1.1) harness.")
+    commands = result.add_subparsers(dest="command", required=True)
+    perf = commands.add_parser("perf", help="LoadGen performance run")
+    add_run_options(perf)
+    perf.set_defaults(handler=command_perf)
+    accuracy = commands.add_parser("accuracy", help="LoadGen accuracy run, then the official F1/EM")
+    add_run_options(accuracy)
+    accuracy.set_defaults(handler=command_accuracy)
+    for name, handler, text in (("features", command_features, "write build/data/squad_features.npz"),
+                                ("download", command_download, "fetch the dev set and MLPerf model into build/")):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("--build-dir", type=Path, default=Path("build"))
+        sub.set_defaults(handler=handler)
+    return result
+
+
+def main() -> None:
+    args = parser().parse_args()
+    args.handler(args)
+
+
+if __name__ == "__main__":
+    run_main(main)

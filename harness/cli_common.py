@@ -1,0 +1,25 @@
+"""What every command-line entry point shares: one clear line and exit code 2 for a user error."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from harness.errors import HarnessError
+
+
+def run_main(main: Callable[[], int | None]) -> None:
+    try:
+        code = main()
+    except HarnessError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except ModuleNotFoundError as error:
+        print(f"error: Python module '{error.name}' is missing from {sys.executable}; run `make setup` "
+              "(or, with PYTHON=..., install it there: LoadGen is `pip install mlcommons-loadgen` "
+              "or a local wheel)", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: results of this run were not kept", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code or 0)

@@ -1,0 +1,93 @@
+"""`make download`: the official dev set and the MLPerf BERT-Large files into build/, resumable and verified."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import HarnessError
+from qsl.dataset import DATASET_SHA256, SHIPPED_DATASET, VOCAB_SHA256, read_verified
+
+
+@dataclass(frozen=True)
+class Artifact:
+    url: str
+    relative_path: str  # under the build directory
+    sha256: str | None  # published hash where one exists
+
+
+ARTIFACTS = (
+    Artifact("https://rajpurkar.github.io/SQuAD-explorer/dataset/dev-v1.1.json", "data/dev-v1.1.json", DATASET_SHA256),
+    Artifact("https://zenodo.org/record/3733896/files/vocab.txt", "models/bert-large/vocab.txt", VOCAB_SHA256),
+    Artifact("https://zenodo.org/record/3733896/files/model.pytorch", "models/bert-large/model.pytorch", None),
+    Artifact("https://zenodo.org/record/3733910/files/model.onnx", "models/bert-large/model.onnx", None),
+)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _is_complete(path: Path, artifact: Artifact) -> bool:
+    """A finished file: its published hash matches, or the hash recorded when we finished downloading it."""
+    if not path.is_file():
+        return False
+    recorded = path.with_name(path.name + ".sha256")
+    expected = artifact.sha256 or (recorded.read_text().strip() if recorded.is_file() else None)
+    return expected is not None and _sha256(path) == expected
+
+
+def fetch(artifact: Artifact, path: Path, timeout: float = 30.0) -> None:
+    """Download to `<path>.part`, resuming it with an HTTP Range request, then verify and move into place."""
+    from tqdm import tqdm
+
+    partial = path.with_name(path.name + ".part")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    offset = partial.stat().st_size if partial.is_file() else 0
+    request = urllib.request.Request(artifact.url, headers={"Range": f"bytes={offset}-"} if offset else {})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        if offset and response.status != 206:  # server ignored the range: start again
+            offset = 0
+        total = int(response.headers.get("Content-Length") or 0) + offset
+        with open(partial, "ab" if offset else "wb") as file, tqdm(
+                total=total or None, initial=offset, unit="B", unit_scale=True, desc=path.name) as bar:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                file.write(block)
+                bar.update(len(block))
+    digest = _sha256(partial)
+    if artifact.sha256 and digest != artifact.sha256:
+        partial.unlink()
+        raise HarnessError(f"{artifact.url} downloaded with sha256 {digest}, expected {artifact.sha256}; try again")
+    os.replace(partial, path)
+    path.with_name(path.name + ".sha256").write_text(digest + "\n")
+
+
+def download_all(build_dir: Path, log=print) -> None:
+    missing = []
+    for artifact in ARTIFACTS:
+        path = build_dir / artifact.relative_path
+        if _is_complete(path, artifact):
+            log(f"ok        {path}")
+            continue
+        try:
+            fetch(artifact, path)
+            log(f"fetched   {path}")
+        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as error:
+            if artifact.sha256 == DATASET_SHA256:
+                path.write_bytes(read_verified(SHIPPED_DATASET, DATASET_SHA256, "shipped SQuAD dev set"))
+                log(f"offline   {path}: written from the copy shipped with the harness (same sha256)")
+                continue
+            missing.append((artifact, path, error))
+    if missing:
+        lines = [f"  {path}  <-  {artifact.url}" for artifact, path, _ in missing]
+        raise HarnessError("could not download (no internet? " + str(missing[0][2]) + "). "
+                           "Fetch these on a connected machine and place them here, then rerun "
+                           "`make download` to verify:\n" + "\n".join(lines))

@@ -1,0 +1,192 @@
+"""One LoadGen run: resolve options, build QSL + backend + SUT, run, and keep the logs only if it finished."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.settings import check_scenario, detect_system, load_system, test_settings, user_conf_text
+
+BACKENDS = ("pytorch", "onnxruntime", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+@dataclass
+class RunOptions:
+    scenario: str = "Offline"
+    backend: str = "pytorch"
+    model: str | None = None
+    device: str | None = None
+    precision: str | None = None
+    count: str | None = None  # a number, "full", or None for the system's default
+    system: str | None = None
+    batch_size: int | None = None
+    build_dir: Path = Path("build")
+    trust_checkpoint: bool = False
+    enable_trace: bool = False
+
+
+@dataclass
+class ResolvedRun:
+    """Everything a run was made of, written next to its logs as run_info.json."""
+
+    scenario: str
+    mode: str
+    backend: str
+    device: str
+    precision: str
+    system: str
+    count: int | None
+    batch_size: int
+    max_tokens: int | None
+    model_name: str
+    model_source: str
+    model_is_random: bool
+    compliant_settings: bool
+    command: str
+    start_utc: str = ""
+    end_utc: str = ""
+    loadgen_result: str = ""
+    samples_answered: int = 0
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "cpu":
+        return device
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise HarnessError(f"DEVICE={device} but no CUDA GPU is visible to torch {torch.__version__}; "
+                               "use DEVICE=cpu, or install a CUDA build of torch on a GPU machine")
+        return device
+    raise HarnessError(f"unknown DEVICE={device}; choose cpu, cuda or cuda:N")
+
+
+def resolve_count(count: str | None, default: int | None) -> int | None:
+    if count is None or count == "":
+        return default
+    if count == "full":
+        return None
+    try:
+        value = int(count)
+    except ValueError:
+        raise HarnessError(f"COUNT={count} is not a number; give a sample count or COUNT=full") from None
+    if value < 1:
+        raise HarnessError(f"COUNT must be at least 1, got {value}")
+    return value
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise HarnessError(f"unknown {name}={value}; choose one of {', '.join(choices)}")
+    return value
+
+
+def create_backend(name: str, model, device: str, precision: str):
+    if name == "pytorch":
+        from sut.pytorch_backend import PyTorchBackend
+
+        return PyTorchBackend(model, device, precision)
+    raise HarnessError(f"BACKEND={name} is not available in this version; use BACKEND=pytorch")
+
+
+def log_dir(build_dir: Path, model_name: str, backend: str, scenario: str, accuracy: bool) -> Path:
+    base = build_dir / "logs" / model_name / backend / scenario
+    return base / "accuracy" if accuracy else base / "performance" / "run_1"
+
+
+def loadgen_result(summary: Path) -> str:
+    """LoadGen's verdict line ("VALID"/"INVALID"), or "" when the summary has none (accuracy runs)."""
+    if not summary.is_file():
+        return ""
+    for line in summary.read_text().splitlines():
+        if line.startswith("Result is :"):
+            return line.split(":", 1)[1].strip()
+    return ""
+
+
+def quick_run_note(count: int) -> str:
+    return ("\n" + "=" * 78 + "\n"
+            f"NOT COMPLIANT: quick run (COUNT={count}). LoadGen's minimum duration and sample count were\n"
+            "lowered for this run; it cannot be submitted. Run with COUNT=full for a compliant run.\n"
+            + "=" * 78 + "\n")
+
+
+def run(options: RunOptions, accuracy: bool, log=print) -> tuple[Path, ResolvedRun]:
+    import mlperf_loadgen as lg
+
+    from qsl.cache import load_features
+    from qsl.loadgen_qsl import SquadQSL
+    from sut.models import load_model
+    from sut.sut import SUT
+
+    scenario = check_scenario(options.scenario)
+    backend_name = check_choice("BACKEND", options.backend, BACKENDS)
+    system = load_system(options.system or detect_system())
+    device = resolve_device(options.device or system.device)
+    precision = check_choice("PRECISION", options.precision or system.precision, PRECISIONS)
+    count = resolve_count(options.count, system.default_count)
+    batch_size = options.batch_size or system.batch_size
+    features = load_features(options.build_dir / "data" / "squad_features.npz", log=log)
+    model = load_model(options.model, options.build_dir, allow_random=not accuracy,
+                       trust_checkpoint=options.trust_checkpoint, log=log)
+    resolved = ResolvedRun(
+        scenario=scenario, mode="AccuracyOnly" if accuracy else "PerformanceOnly", backend=backend_name,
+        device=device, precision=precision, system=system.name, count=count, batch_size=batch_size,
+        max_tokens=system.max_tokens, model_name=model.name, model_source=model.source,
+        model_is_random=model.is_random, compliant_settings=count is None, command=" ".join(sys.argv))
+    final_dir = log_dir(options.build_dir, model.name, backend_name, scenario, accuracy)
+    work_dir = final_dir.with_name(final_dir.name + ".partial")
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
+    user_conf = work_dir / "user.conf"
+    user_conf.write_text(user_conf_text(system, scenario))
+    settings = test_settings(user_conf, scenario, accuracy, count)
+
+    backend = create_backend(backend_name, model, device, precision)
+    qsl = SquadQSL(features, count)
+    sut = SUT(backend, features, batch_size, system.max_tokens)
+    log_settings = lg.LogSettings()
+    log_settings.log_output.outdir = str(work_dir)
+    log_settings.log_output.copy_summary_to_stdout = not accuracy
+    log_settings.enable_trace = options.enable_trace
+    log(f"bert-99 {scenario} {resolved.mode}: backend {backend_name}, {device}, {precision}, model "
+        f"{model.name}, system {system.name}, batch {batch_size}, "
+        f"{'COUNT=' + str(count) + ' (quick run, not compliant)' if count else 'full compliant settings'}")
+    resolved.start_utc = utc_now()
+    started = time.perf_counter()
+    try:
+        lg.StartTestWithLogSettings(sut.handle, qsl.handle, settings, log_settings)
+    finally:
+        sut.close()
+        qsl.close()
+    resolved.end_utc = utc_now()
+    resolved.samples_answered = sut.samples_done
+    if sut.error is not None:
+        raise HarnessError(f"the {backend_name} backend failed during the run: {sut.error!r}; "
+                           f"incomplete logs left in {work_dir}") from sut.error
+    summary = work_dir / "mlperf_log_summary.txt"
+    resolved.loadgen_result = loadgen_result(summary)
+    if count is not None and summary.is_file():
+        with open(summary, "a") as file:
+            file.write(quick_run_note(count))
+    (work_dir / "run_info.json").write_text(json.dumps(asdict(resolved), indent=2) + "\n")
+    log(f"LoadGen run took {time.perf_counter() - started:.1f} s")
+    if model.is_random:
+        log("reminder: random weights; these numbers say nothing about accuracy")
+    if count is not None:
+        log(quick_run_note(count))
+    shutil.rmtree(final_dir, ignore_errors=True)
+    work_dir.rename(final_dir)
+    return final_dir, resolved
