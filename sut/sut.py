@@ -11,12 +11,14 @@ import threading
 
 import mlperf_loadgen as lg
 import numpy as np
+from tqdm import tqdm
 
 from qsl.features import MAX_SEQ_LENGTH, SquadFeatures
 from sut.backend import Backend
 from sut.batching import padded_length, plan_batches
 
 PAD_LOGIT = -10000.0  # what the reference accuracy script pads short outputs with
+PROGRESS_MIN_SAMPLES = 1000  # a query this large (Offline) gets a progress bar
 
 
 class SUT:
@@ -68,8 +70,12 @@ class SUT:
     def _answer(self, samples: list) -> None:
         response_ids = np.fromiter((sample.id for sample in samples), np.uint64, len(samples))
         sample_indices = np.fromiter((sample.index for sample in samples), np.int64, len(samples))
-        for batch in plan_batches(self.lengths[sample_indices], self.max_batch_size, self.max_tokens):
-            self._answer_batch(response_ids[batch], sample_indices[batch])
+        batches = plan_batches(self.lengths[sample_indices], self.max_batch_size, self.max_tokens)
+        with tqdm(total=len(samples), unit="sample", desc="inference",
+                  disable=len(samples) < PROGRESS_MIN_SAMPLES) as bar:
+            for batch in batches:
+                self._answer_batch(response_ids[batch], sample_indices[batch])
+                bar.update(len(batch))
 
     def _answer_batch(self, response_ids: np.ndarray, sample_indices: np.ndarray) -> None:
         logits = np.full((len(sample_indices), MAX_SEQ_LENGTH, 2), PAD_LOGIT, np.float32)

@@ -1,0 +1,116 @@
+"""Every bad input gives one clear error line naming the fix, exit code 2, and no result that looks real."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from harness.errors import HarnessError
+from sut.models import load_model
+from tests.conftest import run_cli
+
+TINY_CONFIG = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+               "vocab_size": 30522, "max_position_embeddings": 512, "type_vocab_size": 2,
+               "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
+               "initializer_range": 0.02}
+
+
+def logs_in(build_dir):
+    return sorted(path.relative_to(build_dir) for path in (build_dir / "logs").rglob("*")) \
+        if (build_dir / "logs").exists() else []
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--scenario", "Offlne"], "unknown SCENARIO=Offlne; choose one of Offline, Server"),
+    (["--backend", "tflite"], "unknown BACKEND=tflite"),
+    (["--device", "tpu"], "unknown DEVICE=tpu"),
+    (["--precision", "fp64"], "unknown PRECISION=fp64"),
+    (["--system", "dgx-moon"], "unknown SYSTEM=dgx-moon"),
+    (["--count", "many"], "COUNT=many is not a number"),
+    (["--count", "0"], "COUNT must be at least 1"),
+    (["--model", "/no/such/model"], "MODEL=/no/such/model does not exist"),
+])
+def test_bad_run_options(tmp_path, build_dir, features, arguments, message):
+    before = logs_in(build_dir)
+    result = run_cli("harness", "perf", "--build-dir", str(build_dir), *arguments, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert logs_in(build_dir) == before
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_gpu(tmp_path, build_dir, features):
+    result = run_cli("harness", "perf", "--device", "cuda", "--build-dir", str(build_dir), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "no CUDA GPU is visible" in result.stderr and "DEVICE=cpu" in result.stderr
+
+
+def test_accuracy_refuses_random_weights(tmp_path, build_dir, features):
+    result = run_cli("harness", "accuracy", "--build-dir", str(build_dir), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "accuracy needs real weights" in result.stderr and "make download" in result.stderr
+
+
+def test_malformed_accuracy_log(tmp_path, build_dir, features):
+    log = tmp_path / "mlperf_log_accuracy.json"
+    log.write_text('[{"qsl_idx": 0, "data": "00')
+    result = run_cli("accuracy", "--log-file", str(log), "--build-dir", str(build_dir), cwd=tmp_path)
+    assert result.returncode == 2 and "not valid JSON" in result.stderr
+    assert not (tmp_path / "accuracy.txt").exists()
+
+
+def test_corrupt_dataset_for_accuracy(tmp_path, build_dir, features):
+    dataset = tmp_path / "dev-v1.1.json"
+    dataset.write_text('{"version": "1.1", "data": []}')
+    log = tmp_path / "mlperf_log_accuracy.json"
+    log.write_text(json.dumps([{"qsl_idx": 0, "data": "00" * 3072}]))
+    result = run_cli("accuracy", "--log-file", str(log), "--dataset", str(dataset),
+                     "--build-dir", str(build_dir), cwd=tmp_path)
+    assert result.returncode == 2 and "not the official file" in result.stderr
+
+
+def save_checkpoint(directory, module_class, extra=None):
+    from transformers import BertConfig
+
+    directory.mkdir()
+    state = module_class(BertConfig(**TINY_CONFIG)).state_dict()
+    state.update(extra or {})
+    torch.save(state, directory / "model.pytorch")
+    (directory / "bert_config.json").write_text(json.dumps(TINY_CONFIG))
+    return directory / "model.pytorch"
+
+
+def test_mlperf_checkpoint_loads_and_reports_extra_keys(tmp_path):
+    from transformers import BertForQuestionAnswering
+
+    extra = {"bert.embeddings.position_ids": torch.arange(512)[None], "classifier.weight": torch.zeros(1)}
+    path = save_checkpoint(tmp_path / "ok", BertForQuestionAnswering, extra)
+    messages = []
+    model = load_model(str(path), tmp_path, allow_random=False, log=messages.append)
+    assert model.name == "bert-large-mlperf" and not model.is_random
+    assert model.module.config.hidden_size == 32  # bert_config.json beside the checkpoint is used
+    assert any("classifier.weight" in message for message in messages)
+
+
+def test_checkpoint_without_qa_head_is_refused(tmp_path):
+    from transformers import BertModel
+
+    class BareBert(BertModel):  # state dict keys prefixed like the QA model, but no qa_outputs
+        def state_dict(self, *args, **kwargs):
+            return {f"bert.{key}": value for key, value in super().state_dict(*args, **kwargs).items()}
+
+    path = save_checkpoint(tmp_path / "bare", BareBert)
+    with pytest.raises(HarnessError, match="no question-answering head"):
+        load_model(str(path), tmp_path, allow_random=False)
+
+
+def test_pickled_checkpoint_needs_explicit_trust(tmp_path):
+    from transformers import BertForQuestionAnswering
+
+    path = save_checkpoint(tmp_path / "pickled", BertForQuestionAnswering, {"note": HarnessError("a pickled object")})
+    with pytest.raises(HarnessError, match="TRUST_CHECKPOINT=1"):
+        load_model(str(path), tmp_path, allow_random=False)
+    assert not load_model(str(path), tmp_path, allow_random=False, trust_checkpoint=True).is_random

@@ -1,0 +1,65 @@
+"""End to end through real LoadGen, as a user runs it: `python -m harness perf|accuracy`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+
+
+def test_offline_quick_run_with_tiny_random_bert(tmp_path, build_dir, features, tiny_random_model):
+    result = run_cli("harness", "perf", "--model", str(tiny_random_model), "--count", "48",
+                     "--build-dir", str(build_dir), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run_dir = build_dir / "logs" / tiny_random_model.name / "pytorch" / "Offline" / "performance" / "run_1"
+    summary = (run_dir / "mlperf_log_summary.txt").read_text()
+    assert "Result is : VALID" in summary
+    assert "NOT COMPLIANT: quick run (COUNT=48)" in summary
+    assert "NOT COMPLIANT" in result.stdout
+    info = json.loads((run_dir / "run_info.json").read_text())
+    assert info["samples_answered"] == 48 and info["compliant_settings"] is False
+    assert info["start_utc"] < info["end_utc"]
+    assert "bert.Offline.target_qps" in (run_dir / "user.conf").read_text()
+    assert not run_dir.with_name("run_1.partial").exists()
+
+
+@pytest.mark.parametrize("scenario", ["SingleStream", "Server", "MultiStream"])
+def test_other_scenarios_complete(tmp_path, build_dir, features, tiny_random_model, scenario):
+    result = run_cli("harness", "perf", "--scenario", scenario, "--model", str(tiny_random_model),
+                     "--count", "16", "--build-dir", str(build_dir), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run_dir = build_dir / "logs" / tiny_random_model.name / "pytorch" / scenario / "performance" / "run_1"
+    assert f"Scenario : {scenario}" in (run_dir / "mlperf_log_summary.txt").read_text()
+
+
+def test_accuracy_run_logs_float32_logits_per_sample(tmp_path, build_dir, features, tiny_random_model):
+    result = run_cli("harness", "accuracy", "--model", str(tiny_random_model), "--count", "24",
+                     "--build-dir", str(build_dir), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run_dir = build_dir / "logs" / tiny_random_model.name / "pytorch" / "Offline" / "accuracy"
+    entries = json.loads((run_dir / "mlperf_log_accuracy.json").read_text())
+    assert sorted(entry["qsl_idx"] for entry in entries) == list(range(24))
+    logits = np.frombuffer(bytes.fromhex(entries[0]["data"]), np.float32).reshape(384, 2)
+    length = features.lengths[entries[0]["qsl_idx"]]
+    assert np.all(logits[length + 8:] == -10000.0) and np.all(logits[:length] != -10000.0)
+    accuracy_txt = (run_dir / "accuracy.txt").read_text().splitlines()
+    assert accuracy_txt[0].startswith('{"exact_match": ') and accuracy_txt[-1].startswith("hash=")
+    assert "PARTIAL LOG" in result.stdout
+
+
+def test_accuracy_with_small_real_model(tmp_path, build_dir, features, small_model):
+    result = run_cli("harness", "accuracy", "--model", str(small_model), "--count", "300",
+                     "--build-dir", str(build_dir), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    official = json.loads(next(line for line in result.stdout.splitlines() if line.startswith('{"exact_match"')))
+    # The first 300 features are training articles of this model: F1 is high, and far lower when any
+    # step between logits and text (decoding, spans, alignment) breaks.
+    assert official["f1"] > 85.0 and official["exact_match"] > 75.0
+    run_dir = build_dir / "logs" / "minilm-squad-devhalf" / "pytorch" / "Offline" / "accuracy"
+    rerun = run_cli("accuracy", "--log-file", str(run_dir / "mlperf_log_accuracy.json"),
+                    "--build-dir", str(build_dir), "--accuracy-txt", str(tmp_path / "accuracy.txt"), cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads(rerun.stdout.splitlines()[0]) == official
