@@ -12,6 +12,9 @@ SYSTEM     ?=
 BATCH_SIZE ?=
 BUILD      ?= build
 TORCH_SPEC ?= torch==2.13.0
+SHORT      ?= 1
+LAYOUT     ?= v6
+CHECKER    ?=
 
 ifeq ($(origin PYTHON),undefined)
 PYTHON := .venv/bin/python
@@ -26,12 +29,13 @@ RUN_ARGS = --scenario $(SCENARIO) --backend $(BACKEND) --build-dir $(BUILD) \
 	$(if $(SYSTEM),--system $(SYSTEM)) $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) \
 	$(if $(TRUST_CHECKPOINT),--trust-checkpoint) $(if $(TRACE),--enable-trace)
 
-.PHONY: help setup features perf accuracy download test lint clean distclean
+.PHONY: help setup features perf accuracy submission download test lint clean distclean
 
 help:
-	@echo "Targets: setup features perf accuracy download test lint clean distclean"
+	@echo "Targets: setup features perf accuracy submission download test lint clean distclean"
 	@echo "Variables: SCENARIO=$(SCENARIO) BACKEND=$(BACKEND) MODEL= DEVICE= PRECISION= COUNT= SYSTEM= BATCH_SIZE="
 	@echo "           BUILD=$(BUILD) PYTHON= TORCH_SPEC=$(TORCH_SPEC) TRUST_CHECKPOINT=1 TRACE=1"
+	@echo "Submission: SHORT=$(SHORT) LAYOUT=$(LAYOUT) CHECKER=<mlcommons/inference checkout> SUBMITTER="
 	@echo "Details: README.md, or $(PYTHON) -m harness perf --help"
 
 setup: .venv/.installed
@@ -52,6 +56,10 @@ perf: $(ENV)
 accuracy: $(ENV)
 	$(PYTHON) -m harness accuracy $(RUN_ARGS)
 
+submission: $(ENV)
+	$(PYTHON) -m submission --build-dir $(BUILD) --layout $(LAYOUT) $(if $(filter 1,$(SHORT)),--short) \
+		$(if $(CHECKER),--checker $(CHECKER)) $(if $(SUBMITTER),--submitter $(SUBMITTER))
+
 download: $(ENV)
 	$(PYTHON) -m harness download --build-dir $(BUILD)
 
@@ -62,7 +70,7 @@ lint: $(ENV)
 	$(PYTHON) -m ruff check .
 
 clean:
-	rm -rf $(BUILD)/logs $(BUILD)/data/squad_features.npz
+	rm -rf $(BUILD)/logs $(BUILD)/submission $(BUILD)/data/squad_features.npz
 
 distclean:
 	rm -rf $(BUILD) .venv

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import shlex
 import shutil
 import sys
 import time
@@ -49,7 +51,8 @@ class ResolvedRun:
     model_source: str
     model_is_random: bool
     compliant_settings: bool
-    command: str
+    command: str  # runnable as it stands, from `working_directory`
+    working_directory: str
     start_utc: str = ""
     end_utc: str = ""
     loadgen_result: str = ""
@@ -145,7 +148,8 @@ def run(options: RunOptions, accuracy: bool, log=print) -> tuple[Path, ResolvedR
         scenario=scenario, mode="AccuracyOnly" if accuracy else "PerformanceOnly", backend=backend_name,
         device=device, precision=precision, system=system.name, count=count, batch_size=batch_size,
         max_tokens=system.max_tokens, model_name=model.name, model_source=model.source,
-        model_is_random=model.is_random, compliant_settings=count is None, command=" ".join(sys.argv))
+        model_is_random=model.is_random, compliant_settings=count is None,
+        command=shlex.join([sys.executable, "-m", "harness", *sys.argv[1:]]), working_directory=os.getcwd())
     final_dir = log_dir(options.build_dir, model.name, backend_name, scenario, accuracy)
     work_dir = final_dir.with_name(final_dir.name + ".partial")
     shutil.rmtree(work_dir, ignore_errors=True)

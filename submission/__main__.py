@@ -1,0 +1,133 @@
+"""python -m submission: build, validate and package a bert-99 submission from finished runs (`make submission`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from harness.cli_common import run_main
+from harness.errors import HarnessError
+from submission.artifacts import STEM, description_markdown, run_script, summary, timestamps, write_tarball
+from submission.check import Report, check_tree
+from submission.runs import find_runs
+from submission.system import SUBMISSION_CONFIG, load_submission_config, machine_description
+from submission.tree import LAYOUTS, build_tree
+
+CHECKER_VERSIONS = {"v6": "v6.1", "v5": "v5.1"}
+ARTIFACT_SUFFIXES = (".tar.gz", "_summary.json", ".run", ".tstamps", ".md")
+
+
+def parser() -> argparse.ArgumentParser:
+    result = argparse.ArgumentParser(
+        prog="python -m submission",
+        description="Package the newest performance + accuracy runs under build/logs as an MLPerf submission "
+                    "tree, validate it, and write the SCC short artifacts (mlperf_submission_short.*).")
+    result.add_argument("--short", action="store_true",
+                        help="SCC short style: open division, quick runs allowed; what would fail a full "
+                             "submission is listed as warnings")
+    result.add_argument("--layout", default="v6", choices=LAYOUTS,
+                        help="v6: the current round's tree (src/, measurements.json beside results); "
+                             "v5: the previous one (code/, measurements/, compliance/)")
+    result.add_argument("--build-dir", type=Path, default=Path("build"), help="where the runs are (default build)")
+    result.add_argument("--out", type=Path, default=None, help="output folder (default <build-dir>/submission)")
+    result.add_argument("--model", default=None, help="model name under build/logs (default: the newest runs)")
+    result.add_argument("--backend", default=None, help="backend under build/logs (default: the newest runs)")
+    result.add_argument("--config", type=Path, default=SUBMISSION_CONFIG,
+                        help="submitter, division and system description overrides (default configs/submission.json)")
+    result.add_argument("--submitter", default=None, help="organisation name (overrides the config)")
+    result.add_argument("--allow-invalid", action="store_true",
+                        help="write the artifacts even when validation fails; they are labelled as failing")
+    result.add_argument("--checker", type=Path, default=os.environ.get("MLPERF_INFERENCE_DIR") or None,
+                        help="an mlcommons/inference checkout: also run its submission checker "
+                             "(default $MLPERF_INFERENCE_DIR)")
+    result.add_argument("--checker-version", default=None,
+                        help="--version for the official checker (default v6.1 for --layout v6, v5.1 for v5)")
+    result.add_argument("--check", type=Path, default=None, metavar="TREE",
+                        help="only validate an existing (e.g. unpacked) tree and exit")
+    return result
+
+
+def print_report(report: Report) -> None:
+    for message in report.warnings:
+        print(f"WARNING: {message}")
+    for message in report.errors:
+        print(f"ERROR: {message}")
+    verdict = "PASSED" if report.passed else "FAILED"
+    print(f"harness checker: {verdict} ({'short' if report.short else 'full'} mode, "
+          f"{len(report.errors)} errors, {len(report.warnings)} warnings)")
+
+
+def official_checker(checkout: Path, root: Path, submitter: str, version: str, short: bool) -> int:
+    """Run the official checker where a checkout is given; shown beside ours, never instead of it."""
+    if (checkout / "tools/submission/submission_checker/main.py").is_file():
+        command = [sys.executable, "-m", "tools.submission.submission_checker.main"]
+    elif (checkout / "tools/submission/submission_checker.py").is_file():
+        command = [sys.executable, "tools/submission/submission_checker.py"]
+    else:
+        raise HarnessError(f"no submission checker in {checkout}; give the root of an mlcommons/inference checkout")
+    command += ["--input", str(root.resolve()), "--version", version, "--submitter", submitter]
+    if short:
+        command.append("--skip_compliance")
+    print(f"official checker: {shlex.join(command)}")
+    result = subprocess.run(command, cwd=checkout, capture_output=True, text=True)
+    print("\n".join((result.stdout + result.stderr).strip().splitlines()[-25:]))
+    print(f"official checker exit code {result.returncode} ({'passed' if result.returncode == 0 else 'failed'})")
+    return result.returncode
+
+
+def main() -> int:
+    args = parser().parse_args()
+    if args.check is not None:
+        report = check_tree(args.check, args.layout, args.short)
+        print_report(report)
+        return 0 if report.passed else 1
+
+    settings = load_submission_config(args.config)
+    runs = find_runs(args.build_dir, args.model, args.backend)
+    first = runs[0].performance_info
+    division = "open" if args.short else settings.get("division", "closed")
+    submitter = args.submitter or settings.get("submitter") or "MyTeam"
+    system_id = settings.get("system_id") or f"{first['system']}-{first['backend']}-{first['precision']}"
+    description = machine_description(division, submitter, settings.get("system_name") or system_id, settings)
+    out = args.out or args.build_dir / "submission"
+    root = out / STEM
+    for suffix in ARTIFACT_SUFFIXES:  # never leave artifacts of an earlier build beside a new tree
+        (out / f"{STEM}{suffix}").unlink(missing_ok=True)
+    build_tree(root, runs, args.layout, division, submitter, system_id, description)
+    print(f"submission tree: {root} ({args.layout} layout, {division} division, scenarios "
+          f"{', '.join(r.scenario for r in runs)})")
+    if args.layout == "v5":
+        print("note: LoadGen 6.x writes the v6.1 seeds, so a v5-layout tree can pass only in --short mode")
+    report = check_tree(root, args.layout, args.short)
+    print_report(report)
+    if args.checker:
+        official_checker(args.checker, root, submitter, args.checker_version or CHECKER_VERSIONS[args.layout],
+                         args.short)
+    if not report.passed and not args.allow_invalid:
+        print("no artifacts written: fix the errors above, or pass --allow-invalid to write them labelled "
+              "as failing" + ("" if args.short else "; quick runs need --short (make submission SHORT=1)"))
+        return 1
+    command = shlex.join([sys.executable, "-m", "submission", *sys.argv[1:]])
+    commands = run_script(runs, command)
+    entries = summary(runs, description, system_id, CHECKER_VERSIONS[args.layout], len(report.errors))
+    write_tarball(root, out / f"{STEM}.tar.gz")
+    (out / f"{STEM}_summary.json").write_text(json.dumps(entries, indent=2) + "\n")
+    (out / f"{STEM}.run").write_text(commands)
+    (out / f"{STEM}.tstamps").write_text(timestamps(runs))
+    markdown = description_markdown(runs, description, entries, args.short, commands)
+    if not report.passed:
+        markdown = "**VALIDATION FAILED** (written with --allow-invalid):\n\n" + "\n".join(
+            f"- {message}" for message in report.errors) + "\n\n" + markdown
+    (out / f"{STEM}.md").write_text(markdown)
+    for suffix in ARTIFACT_SUFFIXES:
+        print(f"wrote {out / (STEM + suffix)}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

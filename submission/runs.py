@@ -1,0 +1,65 @@
+"""Finding the finished runs under build/logs that a submission is made of."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.settings import SCENARIOS
+
+
+@dataclass
+class ScenarioRuns:
+    scenario: str
+    performance_dir: Path
+    accuracy_dir: Path
+    performance_info: dict
+    accuracy_info: dict
+
+
+def _read_info(run_dir: Path) -> dict | None:
+    path = run_dir / "run_info.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise HarnessError(f"{path} is unreadable ({error}); rerun that step") from error
+
+
+def find_runs(build_dir: Path, model: str | None = None, backend: str | None = None) -> list[ScenarioRuns]:
+    """Scenarios with both a performance and an accuracy run of one model and backend (the newest, by default)."""
+    logs = build_dir / "logs"
+    candidates: dict[tuple[str, str], str] = {}  # (model, backend) -> newest end time
+    for info_path in logs.glob("*/*/*/*/**/run_info.json"):
+        info = json.loads(info_path.read_text())
+        key = (info["model_name"], info["backend"])
+        candidates[key] = max(candidates.get(key, ""), info.get("end_utc", ""))
+    candidates = {key: end for key, end in candidates.items()
+                  if (model is None or key[0] == model) and (backend is None or key[1] == backend)}
+    if not candidates:
+        wanted = " ".join(part for part in (f"MODEL={model}" if model else "", f"BACKEND={backend}" if backend else "")
+                          if part)
+        raise HarnessError(f"no runs found under {logs}{' for ' + wanted if wanted else ''}; "
+                           "run `make perf` and `make accuracy` first")
+    model_name, backend_name = max(candidates, key=candidates.get)
+    runs = []
+    missing = []
+    for scenario in SCENARIOS:
+        base = logs / model_name / backend_name / scenario
+        performance_dir, accuracy_dir = base / "performance" / "run_1", base / "accuracy"
+        performance_info, accuracy_info = _read_info(performance_dir), _read_info(accuracy_dir)
+        if performance_info and accuracy_info:
+            runs.append(ScenarioRuns(scenario, performance_dir, accuracy_dir, performance_info, accuracy_info))
+        elif performance_info:
+            missing.append(f"`make accuracy SCENARIO={scenario}` (its performance run exists)")
+        elif accuracy_info:
+            missing.append(f"`make perf SCENARIO={scenario}` (its accuracy run exists)")
+    if not runs:
+        raise HarnessError(f"no scenario of {model_name}/{backend_name} has both runs; run "
+                           + (", ".join(missing) if missing else "`make perf` and `make accuracy`"))
+    for line in missing:
+        print(f"note: skipping a half-done scenario; to include it run {line}")
+    return runs

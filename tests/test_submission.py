@@ -1,0 +1,175 @@
+"""`make submission` from real LoadGen runs: the tree, its validation, the artifacts, and tampering."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+
+import pytest
+
+from accuracy.loadgen_log import file_sha256
+from submission.check import check_tree
+from submission.system import REQUIRED_FIELDS
+from submission.tree import write_manifest
+from tests.conftest import run_cli
+
+SCENARIOS = ("Offline", "SingleStream")
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory, build_dir, features, small_model):
+    """A build folder holding short performance and accuracy runs of two scenarios."""
+    runs = tmp_path_factory.mktemp("runs")
+    (runs / "data").mkdir()
+    shutil.copy(build_dir / "data" / "squad_features.npz", runs / "data")
+    for scenario in SCENARIOS:
+        for command, count in (("perf", "16"), ("accuracy", "24")):
+            result = run_cli("harness", command, "--scenario", scenario, "--model", str(small_model),
+                             "--count", count, "--build-dir", str(runs), cwd=runs)
+            assert result.returncode == 0, result.stderr
+    return runs
+
+
+@pytest.fixture(scope="module")
+def short_submission(runs_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("submission")
+    result = run_cli("submission", "--short", "--build-dir", str(runs_dir), "--out", str(out), cwd=runs_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    unpacked = tmp_path_factory.mktemp("unpacked")
+    with tarfile.open(out / "mlperf_submission_short.tar.gz") as tar:
+        tar.extractall(unpacked, filter="data")
+    return out, unpacked, result.stdout
+
+
+def scenario_dir(root, scenario):
+    return next(root.glob(f"open/*/results/*/bert-99/{scenario}"))
+
+
+def test_short_submission_artifacts(short_submission, runs_dir):
+    out, unpacked, stdout = short_submission
+    assert "harness checker: PASSED (short mode" in stdout
+    assert "quick run (COUNT) with lowered LoadGen minimums (fails a full submission)" in stdout
+    system = json.loads(next(unpacked.glob("open/MyTeam/systems/*.json")).read_text())
+    assert set(REQUIRED_FIELDS) <= set(system) and system["division"] == "open"
+    assert isinstance(system["number_of_nodes"], int)
+    assert (unpacked / "open" / "MyTeam" / "src" / "qsl" / "features.py").is_file()
+    for scenario in SCENARIOS:
+        directory = scenario_dir(unpacked, scenario)
+        for name in ("measurements.json", "user.conf", "README.md", "performance/run_1/mlperf_log_detail.txt",
+                     "accuracy/mlperf_log_summary.txt"):
+            assert (directory / name).is_file(), name
+        packaged_log = directory / "accuracy" / "mlperf_log_accuracy.json"
+        full_log = runs_dir / "logs" / "minilm-squad-devhalf" / "pytorch" / scenario / "accuracy" / \
+            "mlperf_log_accuracy.json"
+        assert packaged_log.stat().st_size <= 10 * 1024 < full_log.stat().st_size
+        assert packaged_log.read_bytes()[:4096] == full_log.read_bytes()[:4096]
+        assert f"hash={file_sha256(full_log)}" in (directory / "accuracy" / "accuracy.txt").read_text()
+    entries = json.loads((out / "mlperf_submission_short_summary.json").read_text())
+    assert [entry["Scenario"] for entry in entries.values()] == list(SCENARIOS)
+    assert entries["0"]["Units"] == "Samples/s" and entries["0"]["Result"] > 0
+    assert entries["1"]["Units"] == "Latency (ms)" and entries["0"]["Accuracy"].startswith("F1: ")
+    run_lines = (out / "mlperf_submission_short.run").read_text().splitlines()
+    assert sum("-m harness perf" in line for line in run_lines) == 2
+    assert sum("-m harness accuracy" in line for line in run_lines) == 2
+    stamps = (out / "mlperf_submission_short.tstamps").read_text().splitlines()
+    assert len(stamps) == 8 and stamps == sorted(stamps)
+    assert "| Offline |" in (out / "mlperf_submission_short.md").read_text()
+    assert check_tree(unpacked, "v6", short=True).passed
+
+
+def test_full_mode_refuses_quick_runs(runs_dir, tmp_path):
+    result = run_cli("submission", "--build-dir", str(runs_dir), "--out", str(tmp_path), cwd=runs_dir)
+    assert result.returncode == 1
+    assert "ERROR: Offline performance: a quick run (COUNT)" in result.stdout
+    assert "compliance test TEST01 missing" in result.stdout
+    assert "no artifacts written" in result.stdout and "SHORT=1" in result.stdout
+    assert not (tmp_path / "mlperf_submission_short.tar.gz").exists()
+    labelled = run_cli("submission", "--allow-invalid", "--build-dir", str(runs_dir), "--out", str(tmp_path),
+                       cwd=runs_dir)
+    assert labelled.returncode == 0
+    assert (tmp_path / "mlperf_submission_short.md").read_text().startswith("**VALIDATION FAILED**")
+
+
+def edit(path, old, new):
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def tamper_copy(unpacked, tmp_path):
+    copy = tmp_path / "tree"
+    shutil.copytree(unpacked, copy)
+    return copy, scenario_dir(copy, "Offline")
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "performance/run_1/mlperf_log_summary.txt").unlink(), "mlperf_log_summary.txt missing"),
+    (lambda d: edit(d / "accuracy/mlperf_log_accuracy.json", '"qsl_idx"', '"qsl_idx" '), "modified after"),
+    (lambda d: edit(d / "accuracy/accuracy.txt", "hash=", "hash=0"), "modified after"),
+    (lambda d: (d / "extra.txt").write_text("x"), "added after"),
+])
+def test_tampering_is_caught(short_submission, tmp_path, damage, message):
+    tree, offline = tamper_copy(short_submission[1], tmp_path)
+    damage(offline)
+    report = check_tree(tree, "v6", short=True)
+    assert not report.passed
+    assert any(message in error for error in report.errors), report.errors
+
+
+@pytest.mark.parametrize("damage, message, fails_short", [
+    (lambda d: edit(d / "performance/run_1/mlperf_log_detail.txt", '"effective_qsl_rng_seed", "value": 2085',
+                    '"effective_qsl_rng_seed", "value": 1085'), "qsl_rng_seed is 1085463073848966840", False),
+    (lambda d: edit(d / "performance/run_1/mlperf_log_detail.txt", '"key": "result_validity", "value": "VALID"',
+                    '"key": "result_validity", "value": "INVALID"'), "LoadGen result is INVALID", False),
+    (lambda d: edit(d / "accuracy/mlperf_log_detail.txt", '"is_error": false', '"is_error": true'),
+     "LoadGen error", False),
+    (lambda d: edit(next(d.parents[3].glob("systems/*.json")), '"number_of_nodes": 1', '"number_of_nodes": "1"'),
+     "number_of_nodes must be an integer", True),
+])
+def test_rehashed_bad_content_is_caught(short_submission, tmp_path, damage, message, fails_short):
+    """Content the official checker lets through, even after the manifest is rewritten to match."""
+    tree, offline = tamper_copy(short_submission[1], tmp_path)
+    damage(offline)
+    write_manifest(tree)
+    full = check_tree(tree, "v6", short=False)
+    assert any(message in error for error in full.errors), full.errors
+    short = check_tree(tree, "v6", short=True)
+    assert short.passed is not fails_short
+    assert any(message in line for line in short.errors + short.warnings)
+
+
+def test_edited_log_in_build_dir_is_refused(runs_dir, tmp_path):
+    copy = tmp_path / "runs"
+    shutil.copytree(runs_dir, copy)
+    log = copy / "logs" / "minilm-squad-devhalf" / "pytorch" / "Offline" / "accuracy" / "mlperf_log_accuracy.json"
+    edit(log, '"qsl_idx"', '"qsl_idx" ')
+    result = run_cli("submission", "--short", "--build-dir", str(copy), cwd=copy)
+    assert result.returncode == 2 and "changed after it was scored" in result.stderr
+
+
+def test_missing_runs_name_the_make_step(tmp_path, runs_dir):
+    result = run_cli("submission", "--short", "--build-dir", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2 and "run `make perf` and `make accuracy` first" in result.stderr
+    half = tmp_path / "half"
+    shutil.copytree(runs_dir / "logs" / "minilm-squad-devhalf" / "pytorch" / "Offline" / "performance",
+                    half / "logs" / "minilm-squad-devhalf" / "pytorch" / "Offline" / "performance")
+    result = run_cli("submission", "--short", "--build-dir", str(half), cwd=tmp_path)
+    assert result.returncode == 2 and "make accuracy SCENARIO=Offline" in result.stderr
+
+
+def test_previous_layout_and_official_checker_hook(runs_dir, tmp_path):
+    checkout = tmp_path / "inference"
+    checker = checkout / "tools" / "submission" / "submission_checker"
+    checker.mkdir(parents=True)
+    for package in (checkout / "tools", checkout / "tools" / "submission", checker):
+        (package / "__init__.py").write_text("")
+    (checker / "main.py").write_text("import sys\nprint('stub checker got', ' '.join(sys.argv[1:]))\n")
+    result = run_cli("submission", "--short", "--layout", "v5", "--checker", str(checkout), "--build-dir",
+                     str(runs_dir), "--out", str(tmp_path / "out"), cwd=runs_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "stub checker got --input" in result.stdout and "--version v5.1" in result.stdout
+    assert "official checker exit code 0" in result.stdout
+    assert "only --layout v6 can pass" in result.stdout
+    org = tmp_path / "out" / "mlperf_submission_short" / "open" / "MyTeam"
+    assert (org / "code").is_dir() and next(org.glob("measurements/*/bert-99/Offline/*_Offline.json"))
