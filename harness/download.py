@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from accuracy.loadgen_log import file_sha256
 from harness.errors import HarnessError
 from qsl.dataset import DATASET_SHA256, SHIPPED_DATASET, VOCAB_SHA256, read_verified
 
@@ -28,21 +28,13 @@ ARTIFACTS = (
 )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _is_complete(path: Path, artifact: Artifact) -> bool:
     """A finished file: its published hash matches, or the hash recorded when we finished downloading it."""
     if not path.is_file():
         return False
     recorded = path.with_name(path.name + ".sha256")
     expected = artifact.sha256 or (recorded.read_text().strip() if recorded.is_file() else None)
-    return expected is not None and _sha256(path) == expected
+    return expected is not None and file_sha256(path) == expected
 
 
 def fetch(artifact: Artifact, path: Path, timeout: float = 30.0) -> None:
@@ -62,7 +54,7 @@ def fetch(artifact: Artifact, path: Path, timeout: float = 30.0) -> None:
             for block in iter(lambda: response.read(1 << 20), b""):
                 file.write(block)
                 bar.update(len(block))
-    digest = _sha256(partial)
+    digest = file_sha256(partial)
     if artifact.sha256 and digest != artifact.sha256:
         partial.unlink()
         raise HarnessError(f"{artifact.url} downloaded with sha256 {digest}, expected {artifact.sha256}; try again")
