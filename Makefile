@@ -29,10 +29,10 @@ RUN_ARGS = --scenario $(SCENARIO) --backend $(BACKEND) --build-dir $(BUILD) \
 	$(if $(SYSTEM),--system $(SYSTEM)) $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) \
 	$(if $(TRUST_CHECKPOINT),--trust-checkpoint) $(if $(TRACE),--enable-trace)
 
-.PHONY: help setup features perf accuracy submission download test lint clean distclean
+.PHONY: help setup features perf accuracy submission download bench test lint clean distclean
 
 help:
-	@echo "Targets: setup features perf accuracy submission download test lint clean distclean"
+	@echo "Targets: setup features perf accuracy submission download bench test lint clean distclean"
 	@echo "Variables: SCENARIO=$(SCENARIO) BACKEND=$(BACKEND) MODEL= DEVICE= PRECISION= COUNT= SYSTEM= BATCH_SIZE="
 	@echo "           BUILD=$(BUILD) PYTHON= TORCH_SPEC=$(TORCH_SPEC) TRUST_CHECKPOINT=1 TRACE=1"
 	@echo "Submission: SHORT=$(SHORT) LAYOUT=$(LAYOUT) CHECKER=<mlcommons/inference checkout> SUBMITTER="
@@ -62,6 +62,9 @@ submission: $(ENV)
 
 download: $(ENV)
 	$(PYTHON) -m harness download --build-dir $(BUILD)
+
+bench: $(ENV)
+	$(PYTHON) -m benchmarks.bench --build-dir $(BUILD) $(if $(MODEL),--model $(MODEL))
 
 test: $(ENV)
 	$(PYTHON) -m pytest -q

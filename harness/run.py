@@ -15,8 +15,8 @@ from pathlib import Path
 from harness.errors import HarnessError
 from harness.settings import check_scenario, detect_system, load_system, test_settings, user_conf_text
 
-BACKENDS = ("pytorch", "onnxruntime", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "bf16")
+BACKENDS = ("pytorch", "huggingface", "onnxruntime", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "bf16", "fp8", "int8")
 
 
 @dataclass
@@ -96,12 +96,23 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def create_backend(name: str, model, device: str, precision: str):
-    if name == "pytorch":
-        from sut.pytorch_backend import PyTorchBackend
+BACKEND_CLASSES = {  # name -> (module, class); imported only when chosen, so extras stay optional
+    "pytorch": ("sut.pytorch_backend", "PackedBackend"),
+    "huggingface": ("sut.huggingface_backend", "HuggingFaceBackend"),
+}
 
-        return PyTorchBackend(model, device, precision)
-    raise HarnessError(f"BACKEND={name} is not available in this version; use BACKEND=pytorch")
+
+def create_backend(name: str, model, device: str, precision: str, features, log=print):
+    """Every backend takes the same arguments; `features` serve those that calibrate or warm up."""
+    import importlib
+
+    if name not in BACKEND_CLASSES:
+        raise HarnessError(f"BACKEND={name} is not available in this version; use BACKEND=pytorch")
+    module_name, class_name = BACKEND_CLASSES[name]
+    backend_class = getattr(importlib.import_module(module_name), class_name)
+    if precision not in backend_class.precisions:
+        raise HarnessError(f"BACKEND={name} runs PRECISION={', '.join(backend_class.precisions)}, not {precision}")
+    return backend_class(model, device, precision, calibration=features, log=log)
 
 
 def log_dir(build_dir: Path, model_name: str, backend: str, scenario: str, accuracy: bool) -> Path:
@@ -158,7 +169,7 @@ def run(options: RunOptions, accuracy: bool, log=print) -> tuple[Path, ResolvedR
     user_conf.write_text(user_conf_text(system, scenario))
     settings = test_settings(user_conf, scenario, accuracy, count)
 
-    backend = create_backend(backend_name, model, device, precision)
+    backend = create_backend(backend_name, model, device, precision, features, log)
     qsl = SquadQSL(features, count)
     sut = SUT(backend, features, batch_size, system.max_tokens)
     log_settings = lg.LogSettings()

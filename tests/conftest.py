@@ -58,3 +58,26 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=600)
+
+
+def subset_f1(backend, features, examples, example_count: int, batch_size: int = 32) -> float:
+    """F1 over the first `example_count` questions, every one of their features run through `backend`."""
+    import numpy as np
+
+    from accuracy.postprocess import predictions
+    from accuracy.squad_v1_1 import score
+    from qsl.dataset import SHIPPED_VOCAB
+    from qsl.features import MAX_SEQ_LENGTH
+    from qsl.tokenizer import load_tokenizer
+
+    rows = np.flatnonzero(features.example_index < example_count)
+    logits = {}
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start:start + batch_size]
+        output = backend.predict(features.input_ids[batch], features.input_mask[batch], features.segment_ids[batch])
+        assert output.shape == (len(batch), MAX_SEQ_LENGTH, 2) and output.dtype == np.float32
+        logits.update(zip(batch.tolist(), output, strict=True))
+    answers = predictions(features, examples, logits, load_tokenizer(), SHIPPED_VOCAB.read_text().splitlines())
+    gold = {example.qas_id: example.answers for example in examples if example.qas_id in answers}
+    assert len(gold) == example_count
+    return score(answers, gold)["f1"]

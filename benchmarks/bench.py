@@ -1,0 +1,225 @@
+"""`make bench`: one run, one table of samples/s over the SQuAD dev features, written to docs/benchmarks.md.
+
+    python -m benchmarks.bench [--model DIR] [--passes 3] [--precisions fp16,bf16,fp8]
+
+On a GPU: the reference's way (Hugging Face fp32, batch 1, padded to 384), Hugging Face fp16 padded
+(batch 512) and length-sorted, then our packed encoder in each precision. Without a GPU: the small
+model on CPU through each CPU backend. Every row runs the backend's own `predict` (host packing and
+copies included) over whole passes of the dev set after a warm-up pass; the table gives the median.
+The host column is the share of that time spent packing batches and scattering logits on the host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import re
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs" / "benchmarks.md"
+REFERENCE_BATCH1_SAMPLES = 200
+
+
+@dataclass
+class Row:
+    path: str
+    precision: str
+    batching: str
+    samples: int
+    samples_per_second: float
+    host_share: float | None = None
+    note: str = ""
+
+
+def timer(device: str):
+    """A stopwatch that waits for the GPU: CUDA events there, perf_counter on CPU."""
+    import torch
+
+    if device.startswith("cuda"):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+
+        def stop() -> float:
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1000
+
+        return stop
+    started = time.perf_counter()
+    return lambda: time.perf_counter() - started
+
+
+def run_batches(backend, features, batches: list[np.ndarray], pad_to: int | None) -> None:
+    from sut.batching import padded_length
+
+    for rows in batches:
+        length = pad_to or padded_length(int(features.lengths[rows].max()), 8, 384)
+        backend.predict(features.input_ids[rows, :length], features.input_mask[rows, :length],
+                        features.segment_ids[rows, :length])
+
+
+def host_seconds(features, batches: list[np.ndarray]) -> float:
+    """What the packed path does on the host per batch, without the model: pack, then scatter logits back."""
+    from sut.batching import padded_length
+    from sut.pytorch_backend import pack
+
+    started = time.perf_counter()
+    for rows in batches:
+        length = padded_length(int(features.lengths[rows].max()), 8, 384)
+        batch = pack(features.input_ids[rows, :length], features.input_mask[rows, :length],
+                     features.segment_ids[rows, :length])
+        output = np.full((len(rows), length, 2), -10000.0, np.float32)
+        output[batch.mask] = np.zeros((batch.real_tokens, 2), np.float32)
+    return time.perf_counter() - started
+
+
+def measure(backend, features, batches, device: str, passes: int, pad_to: int | None = None) -> float:
+    """Median samples/s over `passes` timed passes, after one untimed warm-up pass."""
+    samples = sum(len(rows) for rows in batches)
+    run_batches(backend, features, batches, pad_to)
+    rates = []
+    for _ in range(passes):
+        stop = timer(device)
+        run_batches(backend, features, batches, pad_to)
+        rates.append(samples / stop())
+    return statistics.median(rates)
+
+
+def fixed_batches(count: int, batch_size: int) -> list[np.ndarray]:
+    order = np.arange(count)
+    return [order[start:start + batch_size] for start in range(0, count, batch_size)]
+
+
+def gpu_rows(args, model, features, log) -> list[Row]:
+    import torch
+
+    from harness.run import create_backend
+    from harness.settings import detect_system, load_system
+    from sut.batching import plan_batches
+
+    device = "cuda"
+    system = load_system(detect_system())
+    total = len(features.input_ids)
+    rows: list[Row] = []
+
+    def add(row: Row) -> None:
+        rows.append(row)
+        log(f"  {row.path} {row.precision} {row.batching}: {row.samples_per_second:,.0f} samples/s")
+
+    huggingface = create_backend("huggingface", model, device, "fp32", features, log)
+    subset = fixed_batches(args.reference_samples, 1)
+    add(Row("Hugging Face (reference style)", "fp32", "batch 1, padded to 384", args.reference_samples,
+            measure(huggingface, features, subset, device, args.passes, pad_to=384)))
+    del huggingface
+    torch.cuda.empty_cache()
+    huggingface = create_backend("huggingface", model, device, "fp16", features, log)
+    add(Row("Hugging Face", "fp16", "batch 512, padded to 384", total,
+            measure(huggingface, features, fixed_batches(total, 512), device, args.passes, pad_to=384)))
+    sorted_batches = plan_batches(features.lengths, 512, None)
+    add(Row("Hugging Face", "fp16", "batch 512, length-sorted, padded to batch max", total,
+            measure(huggingface, features, sorted_batches, device, args.passes)))
+    del huggingface
+    torch.cuda.empty_cache()
+    packed_batches = plan_batches(features.lengths, system.batch_size, system.max_tokens)
+    host = host_seconds(features, packed_batches)
+    for precision in args.precisions:
+        try:
+            backend = create_backend("pytorch", model, device, precision, features, log)
+            rate = measure(backend, features, packed_batches, device, args.passes)
+            add(Row("ours, packed", precision, f"token budget {system.max_tokens}, batch <= {system.batch_size}",
+                    total, rate, host_share=host * rate / total))
+            del backend
+        except Exception as error:  # noqa: BLE001 - one failing precision must not lose the others
+            log(f"  ours, packed {precision}: FAILED {error!r}")
+            rows.append(Row("ours, packed", precision, "", total, float("nan"), note=f"failed: {error!r}"[:200]))
+        torch.cuda.empty_cache()
+    return rows
+
+
+def gpu_header(model_name: str) -> list[str]:
+    import torch
+
+    properties = torch.cuda.get_device_properties(0)
+    return [f"GPU: {properties.name} ({properties.total_memory / 2**30:.0f} GiB), CUDA {torch.version.cuda}, "
+            f"torch {torch.__version__}, Python {platform.python_version()}", f"Model: {model_name}"]
+
+
+def table(rows: list[Row]) -> list[str]:
+    reference = rows[0].samples_per_second
+    lines = ["| path | precision | batching | samples | samples/s | × reference style | host share |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for row in rows:
+        host = f"{row.host_share:.1%}" if row.host_share is not None else ""
+        rate = f"{row.samples_per_second:,.0f}" if row.samples_per_second == row.samples_per_second else row.note
+        ratio = row.samples_per_second / reference
+        ratio_text = f"{ratio:,.1f}" if ratio == ratio else ""
+        lines.append(f"| {row.path} | {row.precision} | {row.batching} | {row.samples} | {rate} | {ratio_text} "
+                     f"| {host} |")
+    return lines
+
+
+def write_section(name: str, lines: list[str], path: Path = DOCS) -> None:
+    """Replace this benchmark's own section of docs/benchmarks.md, keeping the others."""
+    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    block = "\n".join([begin, *lines, end])
+    text = path.read_text() if path.is_file() else "# Benchmarks\n\nWritten by `make bench`.\n"
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text.rstrip("\n") + "\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    result = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    result.add_argument("--model", default=None,
+                        help="model to time (default on GPU: random BERT-Large; on CPU: the small real model)")
+    result.add_argument("--passes", type=int, default=3, help="timed passes per row; the median is reported")
+    result.add_argument("--precisions", default="fp16,bf16,fp8", type=lambda text: text.split(","),
+                        help="precisions of our packed path on GPU (default fp16,bf16,fp8)")
+    result.add_argument("--reference-samples", type=int, default=REFERENCE_BATCH1_SAMPLES,
+                        help="samples timed for the batch-1 reference-style row")
+    result.add_argument("--build-dir", type=Path, default=Path("build"))
+    result.add_argument("--output", type=Path, default=DOCS, help="markdown file to update")
+    return result
+
+
+def main() -> None:
+    import torch
+
+    from qsl.cache import load_features
+    from sut.models import load_model
+
+    args = parser().parse_args()
+    features = load_features(args.build_dir / "data" / "squad_features.npz")
+    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    if not torch.cuda.is_available():
+        from benchmarks.cpu import cpu_section
+
+        write_section("cpu", cpu_section(args, features, started), args.output)
+        print(f"wrote {args.output}")
+        return
+    model = load_model(args.model, args.build_dir, allow_random=True)
+    rows = gpu_rows(args, model, features, print)
+    lines = [f"## GPU, {model.name}, measured {started}", "", *[f"- {line}" for line in gpu_header(model.name)],
+             f"- Command: `{' '.join(['python -m benchmarks.bench', *sys.argv[1:]])}`; median of {args.passes} "
+             "passes over the 10,833 dev features after a warm-up pass, backend `predict` timed with CUDA events",
+             "", *table(rows)]
+    write_section("gpu", lines, args.output)
+    print("\n".join(table(rows)))
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

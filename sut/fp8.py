@@ -1,0 +1,74 @@
+"""FP8 (e4m3) matrix products with static per-tensor scales calibrated on real features.
+
+Static scales keep the hot loop free of amax reductions, which cost more than fp8 saves. Each
+encoder linear keeps its weight in fp8 with one scale and quantises its input with a scale fixed
+at calibration. CUDA runs `torch._scaled_mm` (Hopper and newer); elsewhere the same rounding is
+emulated in the input's dtype, which is how the CPU tests measure the accuracy cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+
+FP8 = torch.float8_e4m3fn
+FP8_MAX = torch.finfo(FP8).max  # 448
+QUANTISED_LINEARS = ("qkv", "attention_out", "ffn_in", "ffn_out")
+
+
+def fp8_supported(device: torch.device) -> bool:
+    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 9)
+
+
+class Fp8Linear(nn.Module):
+    def __init__(self, linear: nn.Linear, input_amax: float, native: bool):
+        super().__init__()
+        weight = linear.weight.detach().float()
+        weight_scale = weight.abs().max().clamp(min=1e-12) / FP8_MAX
+        self.native = native
+        self.register_buffer("weight", (weight / weight_scale).to(FP8))
+        self.register_buffer("weight_scale", weight_scale.reshape(()))
+        self.register_buffer("input_scale", torch.tensor(max(input_amax, 1e-12) / FP8_MAX,
+                                                         dtype=torch.float32, device=weight.device))
+        self.register_buffer("bias", linear.bias.detach().clone())
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        quantised = (inputs / self.input_scale).clamp(-FP8_MAX, FP8_MAX).to(FP8)
+        if self.native:  # shapes must be multiples of 16: the packer pads the token count
+            return torch._scaled_mm(quantised, self.weight.t(), scale_a=self.input_scale,
+                                    scale_b=self.weight_scale, bias=self.bias, out_dtype=inputs.dtype,
+                                    use_fast_accum=True)  # measured: F1 unchanged, products faster
+        dtype = inputs.dtype
+        return nn.functional.linear(quantised.to(dtype) * self.input_scale.to(dtype),
+                                    self.weight.to(dtype) * self.weight_scale.to(dtype), self.bias)
+
+
+@torch.inference_mode()
+def calibrate_input_amax(layers: nn.ModuleList, run_batches: Callable[[], Iterable]) -> dict[str, float]:
+    """Largest |input| each quantisable linear sees while `run_batches` runs the model."""
+    amax: dict[str, float] = {}
+    hooks = []
+    for index, layer in enumerate(layers):
+        for name in QUANTISED_LINEARS:
+            key = f"{index}.{name}"
+
+            def record(_module, args, key=key):
+                amax[key] = max(amax.get(key, 0.0), float(args[0].abs().max()))
+
+            hooks.append(getattr(layer, name).register_forward_pre_hook(record))
+    try:
+        for _ in run_batches():
+            pass
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return amax
+
+
+def quantise_layers(layers: nn.ModuleList, amax: dict[str, float], native: bool) -> None:
+    """Swap each encoder linear for its fp8 form; call after the model is on its device and dtype."""
+    for index, layer in enumerate(layers):
+        for name in QUANTISED_LINEARS:
+            setattr(layer, name, Fp8Linear(getattr(layer, name), amax[f"{index}.{name}"], native))

@@ -1,0 +1,35 @@
+"""Hugging Face backend: transformers' BertForQuestionAnswering on padded batches, as the reference runs it.
+
+Kept as the yardstick the packed `pytorch` backend is checked and benchmarked against.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sut.models import LoadedModel
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class HuggingFaceBackend:
+    name = "huggingface"
+    precisions = tuple(DTYPES)
+
+    def __init__(self, model: LoadedModel, device: str, precision: str, calibration=None, log=print):
+        self.device = torch.device(device)
+        self.module = model.module.to(device=self.device, dtype=DTYPES[precision]).eval()
+
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(np.ascontiguousarray(array, np.int64))
+        if self.device.type == "cuda":
+            tensor = tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor
+
+    @torch.inference_mode()
+    def predict(self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray) -> np.ndarray:
+        output = self.module(input_ids=self._to_device(input_ids), attention_mask=self._to_device(input_mask),
+                             token_type_ids=self._to_device(segment_ids))
+        logits = torch.stack((output.start_logits, output.end_logits), dim=-1)
+        return logits.float().cpu().numpy()

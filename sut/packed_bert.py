@@ -1,0 +1,120 @@
+"""Our BERT encoder for question answering, run on packed tokens: no padding is ever computed.
+
+A batch is one flat row of real tokens plus `cu_seqlens` (where each sequence starts), so the
+matrix products see only real tokens and attention runs per sequence. It loads the weights of a
+Hugging Face BertForQuestionAnswering and gives the same logits (tests/test_packed.py).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def varlen_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, cu_seqlens: torch.Tensor,
+                     max_length: int) -> torch.Tensor:
+    """[tokens, heads, head_dim] each -> same shape; each token attends only within its own sequence.
+
+    CUDA in fp16/bf16 uses the flash-attention varlen kernel; anything else (CPU, fp32) loops over
+    sequences with scaled_dot_product_attention, which is the same maths and fine for tests.
+    """
+    if query.is_cuda and query.dtype in (torch.float16, torch.bfloat16):
+        from torch.nn.attention.varlen import varlen_attn
+
+        return varlen_attn(query, key, value, cu_seqlens, cu_seqlens, max_length, max_length)
+    output = torch.empty_like(query)
+    bounds = cu_seqlens.tolist()
+    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+        if end > start:
+            window = [tensor[start:end].transpose(0, 1).unsqueeze(0) for tensor in (query, key, value)]
+            output[start:end] = F.scaled_dot_product_attention(*window)[0].transpose(0, 1)
+    return output
+
+
+@torch.compiler.disable  # keep inductor from splitting it back into a product and a separate GELU kernel
+def linear_tanh_gelu(hidden: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
+    """Bias and tanh-GELU in the matrix product's epilogue (cuBLASLt on CUDA): one pass less over [tokens, 4096]."""
+    return torch._addmm_activation(linear.bias, hidden, linear.weight.t(), use_gelu=True)
+
+
+class PackedLayer(nn.Module):
+    def __init__(self, hidden: int, heads: int, intermediate: int, eps: float):
+        super().__init__()
+        self.heads = heads
+        self.approximate_gelu = False  # tanh GELU: within 5e-4 of exact, and fusable
+        self.qkv = nn.Linear(hidden, 3 * hidden)  # one product instead of three
+        self.attention_out = nn.Linear(hidden, hidden)
+        self.attention_norm = nn.LayerNorm(hidden, eps=eps)
+        self.ffn_in = nn.Linear(hidden, intermediate)
+        self.ffn_out = nn.Linear(intermediate, hidden)
+        self.ffn_norm = nn.LayerNorm(hidden, eps=eps)
+
+    def forward(self, hidden: torch.Tensor, cu_seqlens: torch.Tensor, max_length: int) -> torch.Tensor:
+        tokens, width = hidden.shape
+        query, key, value = self.qkv(hidden).view(tokens, 3, self.heads, width // self.heads).unbind(1)
+        context = varlen_attention(query, key, value, cu_seqlens, max_length).reshape(tokens, width)
+        hidden = self.attention_norm(hidden + self.attention_out(context))
+        return self.ffn_norm(hidden + self.ffn_out(self._gelu_ffn_in(hidden)))
+
+    def _gelu_ffn_in(self, hidden: torch.Tensor) -> torch.Tensor:
+        if not self.approximate_gelu:
+            return F.gelu(self.ffn_in(hidden))
+        if isinstance(self.ffn_in, nn.Linear):
+            return linear_tanh_gelu(hidden, self.ffn_in)
+        return F.gelu(self.ffn_in(hidden), approximate="tanh")  # fp8: fused with the next quantisation
+
+
+class PackedBert(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        hidden, eps = config.hidden_size, config.layer_norm_eps
+        if config.hidden_act != "gelu":
+            raise ValueError(f"packed BERT implements exact GELU only, the model uses {config.hidden_act}")
+        self.word_embeddings = nn.Embedding(config.vocab_size, hidden)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, hidden)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, hidden)
+        self.embedding_norm = nn.LayerNorm(hidden, eps=eps)
+        self.layers = nn.ModuleList(
+            PackedLayer(hidden, config.num_attention_heads, config.intermediate_size, eps)
+            for _ in range(config.num_hidden_layers))
+        self.qa_outputs = nn.Linear(hidden, 2)
+
+    @classmethod
+    def from_huggingface(cls, model) -> PackedBert:
+        """The same weights as a transformers BertForQuestionAnswering, Q/K/V concatenated."""
+        packed = cls(model.config)
+        bert = model.bert
+        with torch.no_grad():
+            embeddings = bert.embeddings
+            packed.word_embeddings.weight.copy_(embeddings.word_embeddings.weight)
+            packed.position_embeddings.weight.copy_(embeddings.position_embeddings.weight)
+            packed.token_type_embeddings.weight.copy_(embeddings.token_type_embeddings.weight)
+            packed.embedding_norm.load_state_dict(embeddings.LayerNorm.state_dict())
+            for ours, theirs in zip(packed.layers, bert.encoder.layer, strict=True):
+                attention = theirs.attention.self
+                ours.qkv.weight.copy_(torch.cat([attention.query.weight, attention.key.weight,
+                                                 attention.value.weight]))
+                ours.qkv.bias.copy_(torch.cat([attention.query.bias, attention.key.bias, attention.value.bias]))
+                ours.attention_out.load_state_dict(theirs.attention.output.dense.state_dict())
+                ours.attention_norm.load_state_dict(theirs.attention.output.LayerNorm.state_dict())
+                ours.ffn_in.load_state_dict(theirs.intermediate.dense.state_dict())
+                ours.ffn_out.load_state_dict(theirs.output.dense.state_dict())
+                ours.ffn_norm.load_state_dict(theirs.output.LayerNorm.state_dict())
+            packed.qa_outputs.load_state_dict(model.qa_outputs.state_dict())
+        return packed.eval()
+
+    def use_tanh_gelu(self, enabled: bool = True) -> PackedBert:
+        for layer in self.layers:
+            layer.approximate_gelu = enabled
+        return self
+
+    def forward(self, token_ids: torch.Tensor, segment_ids: torch.Tensor, position_ids: torch.Tensor,
+                cu_seqlens: torch.Tensor, max_length: int) -> torch.Tensor:
+        """Flat [tokens] ids -> [tokens, 2] (start, end) logits."""
+        hidden = (self.word_embeddings(token_ids) + self.position_embeddings(position_ids)
+                  + self.token_type_embeddings(segment_ids))
+        hidden = self.embedding_norm(hidden)
+        for layer in self.layers:
+            hidden = layer(hidden, cu_seqlens, max_length)
+        return self.qa_outputs(hidden)

@@ -1,0 +1,81 @@
+"""The packed encoder (our `pytorch` backend) against the Hugging Face model it loads its weights from."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sut.huggingface_backend import HuggingFaceBackend
+from sut.models import load_model
+from sut.pytorch_backend import TOKEN_MULTIPLE, PackedBackend, pack
+from tests.conftest import subset_f1
+
+QUESTIONS = 200  # the first 200 dev questions and all their features
+MIXED_ROWS = np.array([0, 3, 17, 100, 2000, 5000, 7000, 9999, 10832])
+
+
+@pytest.fixture(scope="module")
+def model(small_model, build_dir):
+    return load_model(str(small_model), build_dir, allow_random=False, log=lambda *_: None)
+
+
+def mixed_batch(features):
+    longest = int(features.lengths[MIXED_ROWS].max())
+    return (features.input_ids[MIXED_ROWS, :longest], features.input_mask[MIXED_ROWS, :longest],
+            features.segment_ids[MIXED_ROWS, :longest])
+
+
+def test_pack_keeps_only_real_tokens_and_pads_with_a_dummy_sequence(features):
+    input_ids, input_mask, segment_ids = mixed_batch(features)
+    lengths = features.lengths[MIXED_ROWS]
+    assert len(set(lengths.tolist())) > 5, "the batch must mix lengths"
+    batch = pack(input_ids, input_mask, segment_ids)
+    real = int(lengths.sum())
+    assert batch.real_tokens == real and batch.tokens % TOKEN_MULTIPLE == 0 and batch.tokens - real < TOKEN_MULTIPLE
+    tokens = batch.tokens
+    cu_seqlens = batch.flat[3 * tokens:]
+    assert cu_seqlens[:len(lengths) + 1].tolist() == [0, *np.cumsum(lengths).tolist()]
+    assert cu_seqlens[-1] == tokens
+    second = slice(int(lengths[0]), int(lengths[:2].sum()))
+    assert batch.flat[second].tolist() == input_ids[1, :lengths[1]].tolist()
+    assert batch.flat[2 * tokens:3 * tokens][second].tolist() == list(range(lengths[1]))
+
+
+def test_packed_logits_match_huggingface_padded_fp32(model, features):
+    arguments = mixed_batch(features)
+    expected = HuggingFaceBackend(model, "cpu", "fp32").predict(*arguments)
+    packed = PackedBackend(model, "cpu", "fp32").predict(*arguments)
+    real = arguments[1].astype(bool)
+    np.testing.assert_allclose(packed[real], expected[real], atol=1e-4, rtol=0)
+    assert (packed[~real] == -10000.0).all()
+
+
+def test_packed_f1_equals_huggingface_f1(model, features, examples):
+    huggingface = subset_f1(HuggingFaceBackend(model, "cpu", "fp32"), features, examples, QUESTIONS)
+    packed = subset_f1(PackedBackend(model, "cpu", "fp32"), features, examples, QUESTIONS)
+    assert huggingface > 50, "the small model should answer well above chance"
+    assert packed == pytest.approx(huggingface, abs=0.1)
+
+
+def test_tanh_gelu_of_the_half_precision_paths_keeps_f1(model, features, examples):
+    exact = PackedBackend(model, "cpu", "fp32")
+    exact_f1 = subset_f1(exact, features, examples, QUESTIONS)
+    exact.encoder.use_tanh_gelu()
+    assert subset_f1(exact, features, examples, QUESTIONS) == pytest.approx(exact_f1, abs=0.2)
+
+
+def test_fp8_emulated_f1_within_one_percent_of_fp32(model, features, examples):
+    fp32 = subset_f1(PackedBackend(model, "cpu", "fp32"), features, examples, QUESTIONS)
+    fp8_backend = PackedBackend(model, "cpu", "fp8", calibration=features, log=lambda *_: None)
+    assert type(fp8_backend.encoder.layers[0].ffn_in).__name__ == "Fp8Linear"
+    fp8 = subset_f1(fp8_backend, features, examples, QUESTIONS)
+    assert abs(fp8 - fp32) <= 0.01 * fp32, f"fp8 F1 {fp8:.2f} vs fp32 {fp32:.2f}"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16", "fp8"])
+def test_packed_cuda_keeps_f1(model, features, examples, precision):
+    cpu = subset_f1(PackedBackend(model, "cpu", "fp32"), features, examples, QUESTIONS)
+    cuda = PackedBackend(model, "cuda", precision, calibration=features, log=lambda *_: None)
+    assert subset_f1(cuda, features, examples, QUESTIONS) == pytest.approx(cpu, abs=0.01 * cpu)
