@@ -10,6 +10,7 @@ PRECISION  ?=
 COUNT      ?=
 SYSTEM     ?=
 BATCH_SIZE ?=
+BACKEND_OPTIONS ?=
 BUILD      ?= build
 TORCH_SPEC ?= torch==2.13.0
 SHORT      ?= 1
@@ -27,13 +28,15 @@ RUN_ARGS = --scenario $(SCENARIO) --backend $(BACKEND) --build-dir $(BUILD) \
 	$(if $(MODEL),--model $(MODEL)) $(if $(DEVICE),--device $(DEVICE)) \
 	$(if $(PRECISION),--precision $(PRECISION)) $(if $(COUNT),--count $(COUNT)) \
 	$(if $(SYSTEM),--system $(SYSTEM)) $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) \
-	$(if $(TRUST_CHECKPOINT),--trust-checkpoint) $(if $(TRACE),--enable-trace)
+	$(if $(TRUST_CHECKPOINT),--trust-checkpoint) $(if $(TRACE),--enable-trace) \
+	$(foreach option,$(BACKEND_OPTIONS),--backend-option $(option))
 
 .PHONY: help setup features perf accuracy submission download bench test lint clean distclean
 
 help:
 	@echo "Targets: setup features perf accuracy submission download bench test lint clean distclean"
 	@echo "Variables: SCENARIO=$(SCENARIO) BACKEND=$(BACKEND) MODEL= DEVICE= PRECISION= COUNT= SYSTEM= BATCH_SIZE="
+	@echo "           BACKEND_OPTIONS=\"key=value ...\" (backend settings, e.g. optimize=0 or providers=tensorrt)"
 	@echo "           BUILD=$(BUILD) PYTHON= TORCH_SPEC=$(TORCH_SPEC) TRUST_CHECKPOINT=1 TRACE=1"
 	@echo "Submission: SHORT=$(SHORT) LAYOUT=$(LAYOUT) CHECKER=<mlcommons/inference checkout> SUBMITTER="
 	@echo "Details: README.md, or $(PYTHON) -m harness perf --help"
@@ -44,7 +47,7 @@ setup: .venv/.installed
 	python3 -m venv .venv
 	.venv/bin/python -m pip install --quiet --upgrade pip
 	.venv/bin/python -m pip install --quiet "$(TORCH_SPEC)"
-	.venv/bin/python -m pip install --quiet -e ".[test]"
+	.venv/bin/python -m pip install --quiet -e ".[test,onnx]"
 	touch $@
 
 features: $(ENV)

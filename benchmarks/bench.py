@@ -114,13 +114,13 @@ def gpu_rows(args, model, features, log) -> list[Row]:
         rows.append(row)
         log(f"  {row.path} {row.precision} {row.batching}: {row.samples_per_second:,.0f} samples/s")
 
-    huggingface = create_backend("huggingface", model, device, "fp32", features, log)
+    huggingface = create_backend("huggingface", model, device, "fp32", features, log=log)
     subset = fixed_batches(args.reference_samples, 1)
     add(Row("Hugging Face (reference style)", "fp32", "batch 1, padded to 384", args.reference_samples,
             measure(huggingface, features, subset, device, args.passes, pad_to=384)))
     del huggingface
     torch.cuda.empty_cache()
-    huggingface = create_backend("huggingface", model, device, "fp16", features, log)
+    huggingface = create_backend("huggingface", model, device, "fp16", features, log=log)
     add(Row("Hugging Face", "fp16", "batch 512, padded to 384", total,
             measure(huggingface, features, fixed_batches(total, 512), device, args.passes, pad_to=384)))
     sorted_batches = plan_batches(features.lengths, 512, None)
@@ -132,7 +132,7 @@ def gpu_rows(args, model, features, log) -> list[Row]:
     host = host_seconds(features, packed_batches)
     for precision in args.precisions:
         try:
-            backend = create_backend("pytorch", model, device, precision, features, log)
+            backend = create_backend("pytorch", model, device, precision, features, log=log)
             rate = measure(backend, features, packed_batches, device, args.passes)
             add(Row("ours, packed", precision, f"token budget {system.max_tokens}, batch <= {system.batch_size}",
                     total, rate, host_share=host * rate / total))
@@ -152,9 +152,9 @@ def gpu_header(model_name: str) -> list[str]:
             f"torch {torch.__version__}, Python {platform.python_version()}", f"Model: {model_name}"]
 
 
-def table(rows: list[Row]) -> list[str]:
+def table(rows: list[Row], ratio_label: str = "× reference style") -> list[str]:
     reference = rows[0].samples_per_second
-    lines = ["| path | precision | batching | samples | samples/s | × reference style | host share |",
+    lines = [f"| path | precision | batching | samples | samples/s | {ratio_label} | host share |",
              "|---|---|---|---:|---:|---:|---:|"]
     for row in rows:
         host = f"{row.host_share:.1%}" if row.host_share is not None else ""

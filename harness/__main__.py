@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from harness.cli_common import run_main
+from harness.errors import HarnessError
 from harness.run import BACKENDS, PRECISIONS, RunOptions, run
 from harness.settings import SCENARIOS, known_systems
 
@@ -14,7 +15,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenario", default="Offline", help=f"LoadGen scenario: {', '.join(SCENARIOS)}")
     parser.add_argument("--backend", default="pytorch", help=f"inference backend: {', '.join(BACKENDS)}")
     parser.add_argument("--model", default=None,
-                        help="model.pytorch file or Hugging Face model directory "
+                        help="model.pytorch file, Hugging Face model directory, or .onnx file (ONNX backends) "
                              "(default: build/models/bert-large/model.pytorch from `make download`)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the system file's)")
     parser.add_argument("--precision", default=None, help=f"{', '.join(PRECISIONS)} (default: the system file's)")
@@ -27,15 +28,29 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--build-dir", type=Path, default=Path("build"), help="data, models and logs (default build)")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="allow a model.pytorch that needs full unpickling (only for files you trust)")
+    parser.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a backend setting, repeatable (e.g. optimize=0, providers=tensorrt, compile=0); "
+                             "each backend lists the keys it accepts")
     parser.add_argument("--enable-trace", action="store_true",
                         help="LoadGen trace log (about 270 bytes per sample; off by default)")
+
+
+def backend_options(pairs: list[str]) -> dict[str, str]:
+    options = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            raise HarnessError(f"backend option {pair!r} is not KEY=VALUE")
+        options[key.strip()] = value.strip()
+    return options
 
 
 def options_from(args: argparse.Namespace) -> RunOptions:
     return RunOptions(scenario=args.scenario, backend=args.backend, model=args.model, device=args.device,
                       precision=args.precision, count=args.count, system=args.system,
                       batch_size=args.batch_size, build_dir=args.build_dir,
-                      trust_checkpoint=args.trust_checkpoint, enable_trace=args.enable_trace)
+                      trust_checkpoint=args.trust_checkpoint, enable_trace=args.enable_trace,
+                      backend_options=backend_options(args.backend_option))
 
 
 def command_perf(args: argparse.Namespace) -> None:

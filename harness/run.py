@@ -9,7 +9,7 @@ import shlex
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -32,6 +32,7 @@ class RunOptions:
     build_dir: Path = Path("build")
     trust_checkpoint: bool = False
     enable_trace: bool = False
+    backend_options: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -50,6 +51,7 @@ class ResolvedRun:
     model_name: str
     model_source: str
     model_is_random: bool
+    backend_options: dict[str, str]
     compliant_settings: bool
     command: str  # runnable as it stands, from `working_directory`
     working_directory: str
@@ -99,10 +101,14 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
 BACKEND_CLASSES = {  # name -> (module, class); imported only when chosen, so extras stay optional
     "pytorch": ("sut.pytorch_backend", "PackedBackend"),
     "huggingface": ("sut.huggingface_backend", "HuggingFaceBackend"),
+    "onnxruntime": ("sut.onnxruntime_backend", "OnnxRuntimeBackend"),
+    "tensorrt": ("sut.tensorrt_backend", "TensorRTBackend"),
 }
+ONNX_BACKENDS = ("onnxruntime", "tensorrt")
 
 
-def create_backend(name: str, model, device: str, precision: str, features, log=print):
+def create_backend(name: str, model, device: str, precision: str, features, build_dir: Path = Path("build"),
+                   options: dict[str, str] | None = None, log=print):
     """Every backend takes the same arguments; `features` serve those that calibrate or warm up."""
     import importlib
 
@@ -112,7 +118,8 @@ def create_backend(name: str, model, device: str, precision: str, features, log=
     backend_class = getattr(importlib.import_module(module_name), class_name)
     if precision not in backend_class.precisions:
         raise HarnessError(f"BACKEND={name} runs PRECISION={', '.join(backend_class.precisions)}, not {precision}")
-    return backend_class(model, device, precision, calibration=features, log=log)
+    return backend_class(model, device, precision, calibration=features, cache_dir=build_dir / "cache",
+                         options=options, log=log)
 
 
 def log_dir(build_dir: Path, model_name: str, backend: str, scenario: str, accuracy: bool) -> Path:
@@ -154,13 +161,16 @@ def run(options: RunOptions, accuracy: bool, log=print) -> tuple[Path, ResolvedR
     batch_size = options.batch_size or system.batch_size
     features = load_features(options.build_dir / "data" / "squad_features.npz", log=log)
     model = load_model(options.model, options.build_dir, allow_random=not accuracy,
-                       trust_checkpoint=options.trust_checkpoint, log=log)
+                       trust_checkpoint=options.trust_checkpoint, log=log,
+                       accept_onnx=backend_name in ONNX_BACKENDS)
     resolved = ResolvedRun(
         scenario=scenario, mode="AccuracyOnly" if accuracy else "PerformanceOnly", backend=backend_name,
         device=device, precision=precision, system=system.name, count=count, batch_size=batch_size,
         max_tokens=system.max_tokens, model_name=model.name, model_source=model.source,
-        model_is_random=model.is_random, compliant_settings=count is None,
+        model_is_random=model.is_random, backend_options=options.backend_options, compliant_settings=count is None,
         command=shlex.join([sys.executable, "-m", "harness", *sys.argv[1:]]), working_directory=os.getcwd())
+    backend = create_backend(backend_name, model, device, precision, features, options.build_dir,
+                             options.backend_options, log)  # before any log folder: a failure leaves none
     final_dir = log_dir(options.build_dir, model.name, backend_name, scenario, accuracy)
     work_dir = final_dir.with_name(final_dir.name + ".partial")
     shutil.rmtree(work_dir, ignore_errors=True)
@@ -169,7 +179,6 @@ def run(options: RunOptions, accuracy: bool, log=print) -> tuple[Path, ResolvedR
     user_conf.write_text(user_conf_text(system, scenario))
     settings = test_settings(user_conf, scenario, accuracy, count)
 
-    backend = create_backend(backend_name, model, device, precision, features, log)
     qsl = SquadQSL(features, count)
     sut = SUT(backend, features, batch_size, system.max_tokens)
     log_settings = lg.LogSettings()

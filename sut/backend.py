@@ -13,3 +13,27 @@ class Backend(Protocol):
     def predict(self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray) -> np.ndarray:
         """int32 [batch, seq] inputs (seq may be shorter than 384) -> float32 [batch, seq, 2] (start, end)."""
         ...
+
+
+def parse_options(options: dict[str, str] | None, allowed: dict[str, type], backend: str) -> dict:
+    """BACKEND_OPTIONS strings -> typed values; an unknown key or a bad value names what is accepted."""
+    from harness.errors import HarnessError
+
+    parsed = {}
+    for key, text in (options or {}).items():
+        if key not in allowed:
+            accepted = ", ".join(allowed) or "none"
+            raise HarnessError(f"BACKEND={backend} has no option {key!r}; it accepts: {accepted}")
+        kind = allowed[key]
+        if kind is bool:
+            if text.lower() not in ("0", "1", "true", "false", "yes", "no"):
+                raise HarnessError(f"option {key}={text}: give 1 or 0")
+            parsed[key] = text.lower() in ("1", "true", "yes")
+        elif kind is int:
+            try:
+                parsed[key] = int(text)
+            except ValueError:
+                raise HarnessError(f"option {key}={text}: give a whole number") from None
+        else:
+            parsed[key] = text
+    return parsed

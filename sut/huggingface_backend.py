@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from sut.backend import parse_options
 from sut.models import LoadedModel
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -17,7 +18,9 @@ class HuggingFaceBackend:
     name = "huggingface"
     precisions = tuple(DTYPES)
 
-    def __init__(self, model: LoadedModel, device: str, precision: str, calibration=None, log=print):
+    def __init__(self, model: LoadedModel, device: str, precision: str, calibration=None, cache_dir=None,
+                 options: dict[str, str] | None = None, log=print):
+        parse_options(options, {}, self.name)
         self.device = torch.device(device)
         self.module = model.module.to(device=self.device, dtype=DTYPES[precision]).eval()
 

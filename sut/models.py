@@ -31,6 +31,7 @@ class LoadedModel:
     name: str  # short name used in log paths
     source: str  # the file or directory it came from, or "random"
     is_random: bool
+    onnx_path: Path | None = None  # set, with module None, when MODEL is an .onnx file
 
 
 def default_model_path(build_dir: Path) -> Path:
@@ -120,7 +121,7 @@ def load_hf_directory(path: Path, log=print) -> LoadedModel:
 
 
 def load_model(model: str | None, build_dir: Path, allow_random: bool, trust_checkpoint: bool = False,
-               log=print) -> LoadedModel:
+               log=print, accept_onnx: bool = False) -> LoadedModel:
     """MODEL as given, else the downloaded MLPerf model, else (only if allowed) random BERT-Large."""
     if not model:
         path = default_model_path(build_dir)
@@ -141,7 +142,9 @@ def load_model(model: str | None, build_dir: Path, allow_random: bool, trust_che
         raise HarnessError(f"MODEL={path} is a directory without config.json or model.pytorch")
     if path.is_file():
         if path.suffix == ".onnx":
-            raise HarnessError(f"MODEL={path} is an ONNX file; it needs BACKEND=onnxruntime or tensorrt")
+            if not accept_onnx:
+                raise HarnessError(f"MODEL={path} is an ONNX file; it needs BACKEND=onnxruntime or tensorrt")
+            return LoadedModel(None, _slug(path.stem), str(path), is_random=False, onnx_path=path)
         return load_mlperf_checkpoint(path, trust_checkpoint, log)
     raise HarnessError(f"MODEL={path} does not exist; pass a model.pytorch file or a Hugging Face "
                        "model directory, or run `make download`")

@@ -7,6 +7,7 @@ The host packs each batch's real tokens into one flat row (numpy, no device sync
 one pinned copy, and scatters the logits back into LoadGen's [batch, seq, 2] layout. On CUDA each
 encoder layer is compiled once with dynamic shapes (all 24 layers share the compiled code) and
 warmed up before LoadGen starts, so compile time never lands inside a measured run.
+Options (BACKEND_OPTIONS="key=value"): compile=0|1 (default: 1 on CUDA below fp32).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from qsl.features import MAX_SEQ_LENGTH, SquadFeatures
+from sut.backend import parse_options
 from sut.fp8 import calibrate_input_amax, fp8_supported, quantise_layers
 from sut.models import LoadedModel
 from sut.packed_bert import PackedBert
@@ -62,7 +64,8 @@ class PackedBackend:
     precisions = tuple(DTYPES)
 
     def __init__(self, model: LoadedModel, device: str, precision: str, calibration: SquadFeatures | None = None,
-                 compile_layers: bool | None = None, log=print):
+                 cache_dir=None, options: dict[str, str] | None = None, log=print):
+        compile_layers = parse_options(options, {"compile": bool}, self.name).get("compile")
         self.device = torch.device(device)
         dtype = CPU_FP8_DTYPE if precision == "fp8" and self.device.type == "cpu" else DTYPES[precision]
         self.encoder = PackedBert.from_huggingface(model.module).to(device=self.device, dtype=dtype)

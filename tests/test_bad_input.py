@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -38,6 +39,26 @@ def test_bad_run_options(tmp_path, build_dir, features, arguments, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert logs_in(build_dir) == before
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--backend", "onnxruntime", "--precision", "bf16"], "BACKEND=onnxruntime runs PRECISION=fp32, fp16, int8"),
+    (["--backend", "onnxruntime", "--precision", "fp16"], "ONNX Runtime fp16 is for GPUs"),
+    (["--backend-option", "optimise=1"], "BACKEND=pytorch has no option 'optimise'; it accepts: compile"),
+    (["--backend-option", "compile"], "backend option 'compile' is not KEY=VALUE"),
+    (["--backend", "tensorrt"], "pip install '.[tensorrt]'"),
+])
+def test_bad_backend_choices(tmp_path, build_dir, features, tiny_random_model, arguments, message):
+    if "tensorrt" in arguments and importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed here")
+    before = logs_in(build_dir)
+    result = run_cli("harness", "perf", "--build-dir", str(build_dir), "--model", str(tiny_random_model),
+                     *arguments, cwd=tmp_path)
+    assert result.returncode == 2
+    last_line = result.stderr.strip().splitlines()[-1]  # after the model's loading bar
+    assert last_line.startswith("error: ") and message in last_line, result.stderr
+    assert result.stderr.count("error: ") == 1
     assert logs_in(build_dir) == before
 
 

@@ -50,16 +50,35 @@ def test_accuracy_run_logs_float32_logits_per_sample(tmp_path, build_dir, featur
     assert "PARTIAL LOG" in result.stdout
 
 
-def test_accuracy_with_small_real_model(tmp_path, build_dir, features, small_model):
-    result = run_cli("harness", "accuracy", "--model", str(small_model), "--count", "300",
-                     "--build-dir", str(build_dir), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    official = json.loads(next(line for line in result.stdout.splitlines() if line.startswith('{"exact_match"')))
+def official_scores(stdout: str) -> dict:
+    return json.loads(next(line for line in stdout.splitlines() if line.startswith('{"exact_match"')))
+
+
+def test_accuracy_with_small_real_model_same_for_each_backend(tmp_path, build_dir, features, small_model):
+    scores = {}
+    for backend in ("pytorch", "onnxruntime"):
+        result = run_cli("harness", "accuracy", "--backend", backend, "--model", str(small_model), "--count", "300",
+                         "--build-dir", str(build_dir), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        scores[backend] = official_scores(result.stdout)
     # The first 300 features are training articles of this model: F1 is high, and far lower when any
     # step between logits and text (decoding, spans, alignment) breaks.
-    assert official["f1"] > 85.0 and official["exact_match"] > 75.0
+    assert scores["pytorch"]["f1"] > 85.0 and scores["pytorch"]["exact_match"] > 75.0
+    assert scores["onnxruntime"]["f1"] == pytest.approx(scores["pytorch"]["f1"], abs=0.1)
     run_dir = build_dir / "logs" / "minilm-squad-devhalf" / "pytorch" / "Offline" / "accuracy"
     rerun = run_cli("accuracy", "--log-file", str(run_dir / "mlperf_log_accuracy.json"),
                     "--build-dir", str(build_dir), "--accuracy-txt", str(tmp_path / "accuracy.txt"), cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
-    assert json.loads(rerun.stdout.splitlines()[0]) == official
+    assert json.loads(rerun.stdout.splitlines()[0]) == scores["pytorch"]
+
+
+def test_onnxruntime_offline_quick_run(tmp_path, build_dir, features, tiny_random_model):
+    result = run_cli("harness", "perf", "--backend", "onnxruntime", "--model", str(tiny_random_model),
+                     "--count", "32", "--backend-option", "intra_threads=1", "--build-dir", str(build_dir),
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run_dir = build_dir / "logs" / tiny_random_model.name / "onnxruntime" / "Offline" / "performance" / "run_1"
+    assert "Result is : VALID" in (run_dir / "mlperf_log_summary.txt").read_text()
+    info = json.loads((run_dir / "run_info.json").read_text())
+    assert info["backend"] == "onnxruntime" and info["backend_options"] == {"intra_threads": "1"}
+    assert list((build_dir / "cache" / "onnx").glob(f"{tiny_random_model.name}-*.onnx"))

@@ -1,0 +1,65 @@
+"""The CPU half of `make bench`: every CPU backend on the small real model, over the same dev features."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from harness.errors import HarnessError
+
+SMALL_MODEL = Path(__file__).resolve().parents[2] / "shared" / "models" / "minilm-squad-devhalf"
+SAMPLES = 256
+BATCH_SIZE = 8  # configs/systems/cpu.json
+CPU_ROWS = [  # (path label, backend, precision, options)
+    ("Hugging Face PyTorch", "huggingface", "fp32", {}),
+    ("ours, packed PyTorch", "pytorch", "fp32", {}),
+    ("ONNX Runtime, plain graph", "onnxruntime", "fp32", {"optimize": "0"}),
+    ("ONNX Runtime, optimised graph", "onnxruntime", "fp32", {}),
+    ("ONNX Runtime, optimised, dynamic INT8", "onnxruntime", "int8", {}),
+]
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_section(args, features, started: str) -> list[str]:
+    import onnxruntime
+    import torch
+
+    from benchmarks.bench import Row, measure, table
+    from harness.run import create_backend
+    from sut.batching import plan_batches
+    from sut.models import load_model
+
+    model_path = args.model or str(SMALL_MODEL)
+    if not Path(model_path).exists():
+        raise HarnessError(f"the CPU benchmark times the small real model, not found at {model_path}; "
+                           "pass --model (MODEL=) a Hugging Face QA model directory")
+    model = load_model(model_path, args.build_dir, allow_random=False)
+    subset = np.linspace(0, len(features.input_ids) - 1, SAMPLES).astype(np.int64)
+    batches = [subset[rows] for rows in plan_batches(features.lengths[subset], BATCH_SIZE)]
+    rows: list[Row] = []
+    for label, backend_name, precision, options in CPU_ROWS:
+        backend = create_backend(backend_name, model, "cpu", precision, features, args.build_dir, options,
+                                 log=lambda *_: None)
+        rate = measure(backend, features, batches, "cpu", args.passes)
+        rows.append(Row(label, precision, f"batch {BATCH_SIZE}, length-sorted", SAMPLES, rate))
+        print(f"  {label} {precision}: {rate:,.1f} samples/s", flush=True)
+    lines = [f"## CPU, {model.name}, measured {started}", "",
+             f"- CPU: {cpu_name()}, {os.cpu_count()} logical cores; torch {torch.__version__} "
+             f"({torch.get_num_threads()} threads), ONNX Runtime {onnxruntime.__version__}, "
+             f"Python {platform.python_version()}",
+             f"- {SAMPLES} dev features spread evenly over the set, median of {args.passes} passes after a warm-up "
+             "pass", "", *table(rows, "× Hugging Face")]
+    print("\n".join(table(rows, "× Hugging Face")))
+    return lines
