@@ -31,6 +31,7 @@ INPUT_ALIASES = {  # our name -> names models use for it
 START_ALIASES = ("output_start_logits", "start_logits")
 END_ALIASES = ("output_end_logits", "end_logits")
 ONNX_DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
+QUANTISED_OPS = {"QuantizeLinear", "DequantizeLinear", "MatMulInteger", "DynamicQuantizeLinear", "QAttention"}
 
 
 def export_key(model: LoadedModel) -> str:
@@ -114,3 +115,18 @@ def stack_logits(interface: Interface, results: dict[str, np.ndarray]) -> np.nda
     if interface.joint is not None:
         return np.ascontiguousarray(results[interface.joint], np.float32)
     return np.stack([results[interface.start], results[interface.end]], axis=-1).astype(np.float32, copy=False)
+
+
+def is_quantised(path: Path) -> bool:
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return any(node.op_type in QUANTISED_OPS for node in graph.node)
+
+
+def pad_to_fixed_length(arrays: dict[str, np.ndarray], fixed_length: int | None) -> dict[str, np.ndarray]:
+    """Models with a static sequence axis (the reference model.onnx: 384) get zero padding up to it."""
+    length = next(iter(arrays.values())).shape[1]
+    if not fixed_length or fixed_length == length:
+        return arrays
+    return {key: np.pad(value, ((0, 0), (0, fixed_length - length))) for key, value in arrays.items()}

@@ -19,14 +19,13 @@ import numpy as np
 from harness.errors import HarnessError
 from sut.backend import parse_options
 from sut.models import LoadedModel
-from sut.onnx_model import export_onnx, find_interface, stack_logits
+from sut.onnx_model import export_onnx, find_interface, is_quantised, pad_to_fixed_length, stack_logits
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
-QUANTISED_OPS = {"QuantizeLinear", "DequantizeLinear", "MatMulInteger", "DynamicQuantizeLinear", "QAttention"}
 OPTIONS = {"optimize": bool, "providers": str, "intra_threads": int, "inter_threads": int}
 
 
@@ -62,13 +61,6 @@ def optimise(source: Path, use_gpu: bool, fp16: bool, shape: tuple[int, int], lo
     if fp16:
         optimised.convert_float_to_float16(keep_io_types=True)
     return save_atomically(optimised.save_model_to_file, path)
-
-
-def is_quantised(path: Path) -> bool:
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    return any(node.op_type in QUANTISED_OPS for node in graph.node)
 
 
 def quantise_int8(source: Path, log) -> Path:
@@ -154,9 +146,8 @@ class OnnxRuntimeBackend:
 
     def predict(self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray) -> np.ndarray:
         length = input_ids.shape[1]
-        arrays = {"input_ids": input_ids, "input_mask": input_mask, "segment_ids": segment_ids}
-        if self.fixed_length and self.fixed_length != length:
-            arrays = {key: np.pad(value, ((0, 0), (0, self.fixed_length - length))) for key, value in arrays.items()}
+        arrays = pad_to_fixed_length({"input_ids": input_ids, "input_mask": input_mask, "segment_ids": segment_ids},
+                                     self.fixed_length)
         feed = {name: arrays[ours].astype(dtype, copy=False) for ours, (name, dtype) in self.interface.inputs.items()}
         names = [self.interface.joint] if self.interface.joint else [self.interface.start, self.interface.end]
         results = dict(zip(names, self.session.run(names, feed), strict=True))

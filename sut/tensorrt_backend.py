@@ -21,11 +21,17 @@ from harness.errors import HarnessError
 from qsl.features import MAX_SEQ_LENGTH
 from sut.backend import parse_options
 from sut.models import LoadedModel
-from sut.onnx_model import export_onnx, find_interface, stack_logits
-from sut.onnxruntime_backend import is_quantised
+from sut.onnx_model import export_onnx, find_interface, is_quantised, pad_to_fixed_length, stack_logits
 
 OPTIONS = {"max_batch": int, "workspace_gb": int}
 TYPICAL_LENGTH = 192  # the profile's optimum: SQuAD features average about 176 real tokens
+
+
+def fixed_sequence_length(onnx_path: Path) -> int | None:
+    import onnx
+
+    dimension = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[1]
+    return dimension.dim_value if dimension.HasField("dim_value") else None
 
 
 def import_tensorrt():
@@ -75,6 +81,7 @@ class TensorRTBackend:
         key = hashlib.sha256(f"{onnx_path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}|{gpu}|{trt.__version__}|"
                              f"{precision}|{self.max_batch}".encode()).hexdigest()[:16]
         engine_path = cache_dir / f"{onnx_path.stem}-{precision}-{key}.engine"
+        self.fixed_length = fixed_sequence_length(onnx_path)
         if engine_path.is_file():
             log(f"TensorRT engine cached: {engine_path}")
             return engine_path.read_bytes()
@@ -94,8 +101,10 @@ class TensorRTBackend:
         config.set_timing_cache(timing, ignore_mismatch=False)
         profile = builder.create_optimization_profile()
         for index in range(network.num_inputs):
-            profile.set_shape(network.get_input(index).name, (1, 1),
-                              (self.max_batch, TYPICAL_LENGTH), (self.max_batch, MAX_SEQ_LENGTH))
+            fixed = network.get_input(index).shape[1]  # -1 when dynamic; 384 in the reference model.onnx
+            lengths = (1, TYPICAL_LENGTH, MAX_SEQ_LENGTH) if fixed < 0 else (fixed, fixed, fixed)
+            profile.set_shape(network.get_input(index).name, (1, lengths[0]),
+                              (self.max_batch, lengths[1]), (self.max_batch, lengths[2]))
         config.add_optimization_profile(profile)
         log(f"building a TensorRT {precision} engine for {onnx_path.name} (minutes, once; cached)")
         serialized = builder.build_serialized_network(network, config)
@@ -127,9 +136,10 @@ class TensorRTBackend:
         return stack_logits(self.interface, {name: tensor.float().cpu().numpy() for name, tensor in results.items()})
 
     def predict(self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray) -> np.ndarray:
+        length = input_ids.shape[1]
         parts = []
         for start in range(0, len(input_ids), self.max_batch):
             rows = slice(start, start + self.max_batch)
-            parts.append(self._run({"input_ids": input_ids[rows], "input_mask": input_mask[rows],
-                                    "segment_ids": segment_ids[rows]}))
+            arrays = {"input_ids": input_ids[rows], "input_mask": input_mask[rows], "segment_ids": segment_ids[rows]}
+            parts.append(self._run(pad_to_fixed_length(arrays, self.fixed_length))[:, :length])
         return np.concatenate(parts)

@@ -80,13 +80,14 @@ def test_optimised_f1_equals_pytorch_and_int8_stays_within_1_5(model, optimised,
 
 
 def rename_like_reference_int8(source, target):
-    """The reference INT8 model's interface: attention_mask/token_type_ids, int32, listed in another order."""
+    """The reference models' interface: attention_mask/token_type_ids, another order, a static 384 axis."""
     model = onnx.load(str(source))
     renames = {"input_mask": "attention_mask", "segment_ids": "token_type_ids"}
     for node in model.graph.node:
         node.input[:] = [renames.get(name, name) for name in node.input]
     for value in model.graph.input:
         value.name = renames.get(value.name, value.name)
+        value.type.tensor_type.shape.dim[1].dim_value = 384
     inputs = list(model.graph.input)
     del model.graph.input[:]
     model.graph.input.extend(reversed(inputs))
@@ -102,6 +103,7 @@ def test_reference_input_names_are_mapped_by_name(tmp_path, build_dir, tiny_rand
     assert as_reference.onnx_path == renamed
     backend = OnnxRuntimeBackend(as_reference, "cpu", "fp32", cache_dir=tmp_path, options={"optimize": "0"}, **QUIET)
     assert [item.name for item in backend.session.get_inputs()][0] == "token_type_ids"
+    assert backend.fixed_length == 384
     arguments = mixed_batch(features)
     expected = HuggingFaceBackend(tiny, "cpu", "fp32").predict(*arguments)
     real = arguments[1].astype(bool)
