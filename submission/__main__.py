@@ -93,7 +93,8 @@ def main() -> int:
     division = "open" if args.short else settings.get("division", "closed")
     submitter = args.submitter or settings.get("submitter") or "MyTeam"
     system_id = settings.get("system_id") or f"{first['system']}-{first['backend']}-{first['precision']}"
-    description = machine_description(division, submitter, settings.get("system_name") or system_id, settings)
+    description = machine_description(division, submitter, settings.get("system_name") or system_id, settings,
+                                      first["backend"])
     out = args.out or args.build_dir / "submission"
     root = out / STEM
     for suffix in ARTIFACT_SUFFIXES:  # never leave artifacts of an earlier build beside a new tree

@@ -97,7 +97,18 @@ def _gpus() -> tuple[int, str, str, str]:
         return 0, "N/A", "N/A", "N/A"
 
 
-def machine_description(division: str, submitter: str, system_name: str, settings: dict) -> dict:
+def framework(backend: str) -> str:
+    """What ran the model: the backend's own runtime first, then what the model came from."""
+    pytorch = f"PyTorch {_version('torch')}, transformers {_version('transformers')}"
+    if backend == "onnxruntime":
+        return f"ONNX Runtime {_version('onnxruntime')} (model exported with {pytorch})"
+    if backend == "tensorrt":
+        return f"TensorRT {_version('tensorrt')} (model exported with {pytorch})"
+    return pytorch
+
+
+def machine_description(division: str, submitter: str, system_name: str, settings: dict,
+                        backend: str = "pytorch") -> dict:
     """Every required field, detected where the machine tells, then `settings["system"]` overrides."""
     cpu = _lscpu()
     gpu_count, gpu_model, gpu_memory, driver = _gpus()
@@ -144,7 +155,7 @@ def machine_description(division: str, submitter: str, system_name: str, setting
         "accelerator_interconnect_topology": "N/A",
         "accelerator_on-chip_memories": "N/A",
         "cooling": "N/A",
-        "framework": f"PyTorch {_version('torch')}, transformers {_version('transformers')}",
+        "framework": framework(backend),
         "operating_system": _operating_system(),
         "other_software_stack": (f"Python {platform.python_version()}, mlcommons-loadgen "
                                  f"{_version('mlcommons-loadgen')}, numpy {_version('numpy')}, "

@@ -173,3 +173,10 @@ def test_previous_layout_and_official_checker_hook(runs_dir, tmp_path):
     assert "only --layout v6 can pass" in result.stdout
     org = tmp_path / "out" / "mlperf_submission_short" / "open" / "MyTeam"
     assert (org / "code").is_dir() and next(org.glob("measurements/*/bert-99/Offline/*_Offline.json"))
+
+
+def test_framework_names_the_backend_runtime():
+    from submission.system import framework
+
+    assert framework("pytorch").startswith("PyTorch 2.")
+    assert framework("onnxruntime").startswith("ONNX Runtime 1.") and "PyTorch" in framework("onnxruntime")
