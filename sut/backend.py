@@ -8,7 +8,11 @@ import numpy as np
 
 
 class Backend(Protocol):
+    """A backend may also offer `submit(...)`, returning a call that waits for the logits: the SUT then
+    prepares the next batch while this one runs (sut/pytorch_backend.py does on CUDA)."""
+
     name: str
+    precisions: tuple[str, ...]
 
     def predict(self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray) -> np.ndarray:
         """int32 [batch, seq] inputs (seq may be shorter than 384) -> float32 [batch, seq, 2] (start, end)."""

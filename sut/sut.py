@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 
 import mlperf_loadgen as lg
 import numpy as np
@@ -73,20 +74,38 @@ class SUT:
         batches = plan_batches(self.lengths[sample_indices], self.max_batch_size, self.max_tokens)
         with tqdm(total=len(samples), unit="sample", desc="inference",
                   disable=len(samples) < PROGRESS_MIN_SAMPLES) as bar:
+            running = None  # one batch in flight while the next is prepared (backends with `submit`)
             for batch in batches:
-                self._answer_batch(response_ids[batch], sample_indices[batch])
-                bar.update(len(batch))
+                submitted = (response_ids[batch], self._submit(sample_indices[batch]))
+                if running is not None:
+                    bar.update(self._complete(*running))
+                running = submitted
+            if running is not None:
+                bar.update(self._complete(*running))
 
-    def _answer_batch(self, response_ids: np.ndarray, sample_indices: np.ndarray) -> None:
-        logits = np.full((len(sample_indices), MAX_SEQ_LENGTH, 2), PAD_LOGIT, np.float32)
-        if self.error is None:  # after a failure, answer empty so LoadGen can finish and report
+    def _submit(self, sample_indices: np.ndarray) -> Callable[[], np.ndarray] | None:
+        if self.error is not None:  # after a failure, answer empty so LoadGen can finish and report
+            return None
+        try:
+            length = padded_length(int(self.lengths[sample_indices].max()), self.pad_multiple, MAX_SEQ_LENGTH)
+            features = self.features
+            arrays = (features.input_ids[sample_indices, :length], features.input_mask[sample_indices, :length],
+                      features.segment_ids[sample_indices, :length])
+            submit = getattr(self.backend, "submit", None)
+            if submit is not None:
+                return submit(*arrays)
+            logits = self.backend.predict(*arrays)
+            return lambda: logits
+        except BaseException as error:  # noqa: BLE001 - re-raised by the runner after LoadGen stops
+            self.error = error
+            return None
+
+    def _complete(self, response_ids: np.ndarray, finish: Callable[[], np.ndarray] | None) -> int:
+        logits = np.full((len(response_ids), MAX_SEQ_LENGTH, 2), PAD_LOGIT, np.float32)
+        if finish is not None and self.error is None:
             try:
-                length = padded_length(int(self.lengths[sample_indices].max()), self.pad_multiple, MAX_SEQ_LENGTH)
-                features = self.features
-                computed = self.backend.predict(features.input_ids[sample_indices, :length],
-                                                features.input_mask[sample_indices, :length],
-                                                features.segment_ids[sample_indices, :length])
-                logits[:, :length] = computed
+                computed = finish()
+                logits[:, :computed.shape[1]] = computed
             except BaseException as error:  # noqa: BLE001 - re-raised by the runner after LoadGen stops
                 self.error = error
         size = 0 if self.error is not None else logits[0].nbytes
@@ -95,3 +114,4 @@ class SUT:
                      for row, response_id in enumerate(response_ids)]
         lg.QuerySamplesComplete(responses)
         self.samples_done += len(responses)
+        return len(responses)

@@ -82,3 +82,38 @@ def test_onnxruntime_offline_quick_run(tmp_path, build_dir, features, tiny_rando
     info = json.loads((run_dir / "run_info.json").read_text())
     assert info["backend"] == "onnxruntime" and info["backend_options"] == {"intra_threads": "1"}
     assert list((build_dir / "cache" / "onnx").glob(f"{tiny_random_model.name}-*.onnx"))
+
+
+class FailingBackend:
+    """Fails on its second batch, the way a GPU running out of memory mid-run does."""
+
+    name = "failing"
+    precisions = ("fp32",)
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict(self, input_ids, input_mask, segment_ids):
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("out of memory")
+        return np.zeros((*input_ids.shape, 2), np.float32)
+
+
+def test_backend_failure_mid_run_still_lets_loadgen_finish(tmp_path, features):
+    import mlperf_loadgen as lg
+
+    from harness.settings import test_settings
+    from qsl.loadgen_qsl import SquadQSL
+    from sut.sut import SUT
+
+    user_conf = tmp_path / "user.conf"
+    user_conf.write_text("")
+    settings = test_settings(user_conf, "Offline", accuracy=False, count=64)
+    log_settings = lg.LogSettings()
+    log_settings.log_output.outdir = str(tmp_path)
+    qsl, sut = SquadQSL(features, 64), SUT(FailingBackend(), features, max_batch_size=8)
+    lg.StartTestWithLogSettings(sut.handle, qsl.handle, settings, log_settings)
+    sut.close()
+    qsl.close()
+    assert isinstance(sut.error, RuntimeError) and sut.samples_done == 64
