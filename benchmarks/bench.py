@@ -68,6 +68,7 @@ def run_batches(backend, features, batches: list[np.ndarray], pad_to: int | None
 
 def host_seconds(features, batches: list[np.ndarray]) -> float:
     """What the packed path does on the host per batch, without the model: pack, then scatter logits back."""
+    from accuracy.loadgen_log import PAD_LOGIT
     from sut.batching import padded_length
     from sut.pytorch_backend import pack
 
@@ -76,7 +77,7 @@ def host_seconds(features, batches: list[np.ndarray]) -> float:
         length = padded_length(int(features.lengths[rows].max()), 8, 384)
         batch = pack(features.input_ids[rows, :length], features.input_mask[rows, :length],
                      features.segment_ids[rows, :length])
-        output = np.full((len(rows), length, 2), -10000.0, np.float32)
+        output = np.full((len(rows), length, 2), PAD_LOGIT, np.float32)
         output[batch.mask] = np.zeros((batch.real_tokens, 2), np.float32)
     return time.perf_counter() - started
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from accuracy.loadgen_log import PAD_LOGIT
 from qsl.features import MAX_SEQ_LENGTH, SquadFeatures
 from sut.backend import parse_options
 from sut.fp8 import calibrate_input_amax, fp8_supported, quantise_layers
@@ -28,7 +29,6 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, 
 CPU_FP8_DTYPE = torch.float32  # fp16 arithmetic on CPU is slow; emulated fp8 rounds the same either way
 TOKEN_MULTIPLE = 16  # fp8 products need multiples of 16; a dummy sequence fills the gap
 CALIBRATION_SAMPLES = 512
-PAD_LOGIT = -10000.0
 
 
 @dataclass

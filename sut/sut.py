@@ -14,11 +14,11 @@ import mlperf_loadgen as lg
 import numpy as np
 from tqdm import tqdm
 
+from accuracy.loadgen_log import PAD_LOGIT
 from qsl.features import MAX_SEQ_LENGTH, SquadFeatures
 from sut.backend import Backend
 from sut.batching import padded_length, plan_batches
 
-PAD_LOGIT = -10000.0  # what the reference accuracy script pads short outputs with
 PROGRESS_MIN_SAMPLES = 1000  # a query this large (Offline) gets a progress bar
 
 
