@@ -57,28 +57,28 @@ def timer(device: str):
     return lambda: time.perf_counter() - started
 
 
-def run_batches(backend, features, batches: list[np.ndarray], pad_to: int | None) -> None:
-    from sut.batching import padded_length
+def batch_arrays(features, rows: np.ndarray, pad_to: int | None = None) -> tuple[np.ndarray, ...]:
+    """A batch as the SUT hands it to a backend: padded to its longest sample (or to `pad_to`)."""
+    from qsl.features import MAX_SEQ_LENGTH
+    from sut.batching import PAD_MULTIPLE, padded_length
 
+    length = pad_to or padded_length(int(features.lengths[rows].max()), PAD_MULTIPLE, MAX_SEQ_LENGTH)
+    return features.input_ids[rows, :length], features.input_mask[rows, :length], features.segment_ids[rows, :length]
+
+
+def run_batches(backend, features, batches: list[np.ndarray], pad_to: int | None) -> None:
     for rows in batches:
-        length = pad_to or padded_length(int(features.lengths[rows].max()), 8, 384)
-        backend.predict(features.input_ids[rows, :length], features.input_mask[rows, :length],
-                        features.segment_ids[rows, :length])
+        backend.predict(*batch_arrays(features, rows, pad_to))
 
 
 def host_seconds(features, batches: list[np.ndarray]) -> float:
     """What the packed path does on the host per batch, without the model: pack, then scatter logits back."""
-    from accuracy.loadgen_log import PAD_LOGIT
-    from sut.batching import padded_length
-    from sut.pytorch_backend import pack
+    from sut.pytorch_backend import pack, scatter
 
     started = time.perf_counter()
     for rows in batches:
-        length = padded_length(int(features.lengths[rows].max()), 8, 384)
-        batch = pack(features.input_ids[rows, :length], features.input_mask[rows, :length],
-                     features.segment_ids[rows, :length])
-        output = np.full((len(rows), length, 2), PAD_LOGIT, np.float32)
-        output[batch.mask] = np.zeros((batch.real_tokens, 2), np.float32)
+        batch = pack(*batch_arrays(features, rows))
+        scatter(batch, np.zeros((batch.real_tokens, 2), np.float32))
     return time.perf_counter() - started
 
 

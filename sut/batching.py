@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+PAD_MULTIPLE = 8  # batches are padded to a multiple of this many tokens
+
 
 def plan_batches(lengths: np.ndarray, max_batch_size: int, max_tokens: int | None = None) -> list[np.ndarray]:
     """Positions into `lengths`, grouped so that batch size * longest length stays within `max_tokens`.

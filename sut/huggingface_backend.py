@@ -5,6 +5,8 @@ Kept as the yardstick the packed `pytorch` backend is checked and benchmarked ag
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -22,7 +24,8 @@ class HuggingFaceBackend:
                  options: dict[str, str] | None = None, log=print):
         parse_options(options, {}, self.name)
         self.device = torch.device(device)
-        self.module = model.module.to(device=self.device, dtype=DTYPES[precision]).eval()
+        # A copy: the loaded model stays fp32 on the CPU for any other backend built from it (make bench).
+        self.module = copy.deepcopy(model.module).to(device=self.device, dtype=DTYPES[precision]).eval()
 
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
         tensor = torch.from_numpy(np.ascontiguousarray(array, np.int64))

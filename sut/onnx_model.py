@@ -8,10 +8,12 @@ matched by meaning, because the reference INT8 model calls them `attention_mask,
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,20 @@ ONNX_DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 QUANTISED_OPS = {"QuantizeLinear", "DequantizeLinear", "MatMulInteger", "DynamicQuantizeLinear", "QAttention"}
 
 
+def file_stamp(path: Path) -> str:
+    """A file's identity in cache keys: where it is, its size and when it last changed."""
+    stat = path.stat()
+    return f"{path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}"
+
+
+def save_atomically(write: Callable[[str], object], path: Path) -> Path:
+    """`write(name)` into a partial file, renamed to `path` only once complete: a cache never holds half a file."""
+    partial = path.with_name(path.name + ".partial")
+    write(str(partial))
+    os.replace(partial, path)
+    return path
+
+
 def export_key(model: LoadedModel) -> str:
     """Changes when the weights' file or the exporter does: path, size and mtime, torch version, opset."""
     import torch
@@ -42,7 +58,7 @@ def export_key(model: LoadedModel) -> str:
     stamp = []
     if source.exists():
         files = sorted(source.iterdir()) if source.is_dir() else [source]
-        stamp = [(file.name, file.stat().st_size, int(file.stat().st_mtime)) for file in files if file.is_file()]
+        stamp = [file_stamp(file) for file in files if file.is_file()]
     text = json.dumps([model.source, stamp, torch.__version__, OPSET, INPUTS, OUTPUTS])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -56,7 +72,7 @@ def export_onnx(model: LoadedModel, cache_dir: Path, log=print) -> Path:
         log(f"ONNX export cached: {path}")
         return path
     cache_dir.mkdir(parents=True, exist_ok=True)
-    module = model.module.float().eval()
+    module = copy.deepcopy(model.module).float().eval()  # the loaded model stays as other backends expect it
     module.set_attn_implementation("eager")  # the pattern ONNX Runtime's attention fusion recognises
 
     class Interface(torch.nn.Module):
@@ -70,14 +86,12 @@ def export_onnx(model: LoadedModel, cache_dir: Path, log=print) -> Path:
 
     log(f"exporting {model.name} to ONNX (once; cached as {path.name})")
     example = torch.ones(2, 64, dtype=torch.int64)
-    partial = path.with_suffix(".partial.onnx")
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer chatter about shapes fixed by the example input
-        torch.onnx.export(Interface(), (example, example, example), str(partial), dynamo=False,
-                          input_names=list(INPUTS), output_names=list(OUTPUTS), opset_version=OPSET,
-                          dynamic_axes={name: {0: "batch", 1: "sequence"} for name in INPUTS + OUTPUTS})
-    os.replace(partial, path)
-    return path
+        return save_atomically(lambda target: torch.onnx.export(
+            Interface(), (example, example, example), target, dynamo=False, input_names=list(INPUTS),
+            output_names=list(OUTPUTS), opset_version=OPSET,
+            dynamic_axes={name: {0: "batch", 1: "sequence"} for name in INPUTS + OUTPUTS}), path)
 
 
 @dataclass

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,15 @@ import numpy as np
 from harness.errors import HarnessError
 from sut.backend import parse_options
 from sut.models import LoadedModel
-from sut.onnx_model import export_onnx, find_interface, is_quantised, pad_to_fixed_length, stack_logits
+from sut.onnx_model import (
+    export_onnx,
+    file_stamp,
+    find_interface,
+    is_quantised,
+    pad_to_fixed_length,
+    save_atomically,
+    stack_logits,
+)
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -33,17 +40,8 @@ def derived_path(source: Path, step: str) -> Path:
     """Beside `source`, named by its identity, the step and the ONNX Runtime version."""
     import onnxruntime
 
-    stat = source.stat()
-    key = hashlib.sha256(f"{source.resolve()}|{stat.st_size}|{int(stat.st_mtime)}|{step}|"
-                         f"{onnxruntime.__version__}".encode()).hexdigest()[:12]
+    key = hashlib.sha256(f"{file_stamp(source)}|{step}|{onnxruntime.__version__}".encode()).hexdigest()[:12]
     return source.with_name(f"{source.stem}.{step}-{key}.onnx")
-
-
-def save_atomically(write, path: Path) -> Path:
-    partial = path.with_name(path.name + ".partial")
-    write(str(partial))
-    os.replace(partial, path)
-    return path
 
 
 def optimise(source: Path, use_gpu: bool, fp16: bool, shape: tuple[int, int], log) -> Path:

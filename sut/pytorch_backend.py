@@ -54,6 +54,13 @@ def pack(input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray)
     return PackedBatch(flat, tokens, real_tokens, mask)
 
 
+def scatter(batch: PackedBatch, logits: np.ndarray) -> np.ndarray:
+    """Packed [real_tokens, 2] logits back into LoadGen's float32 [batch, seq, 2], padding at PAD_LOGIT."""
+    output = np.full((*batch.mask.shape, 2), PAD_LOGIT, np.float32)
+    output[batch.mask] = logits
+    return output
+
+
 def calibration_indices(features: SquadFeatures, count: int = CALIBRATION_SAMPLES) -> np.ndarray:
     """Evenly spread dev features. A closed submission must calibrate on MLPerf's own list instead."""
     return np.linspace(0, len(features.input_ids) - 1, min(count, len(features.input_ids))).astype(np.int64)
@@ -139,9 +146,7 @@ class PackedBackend:
         def finish() -> np.ndarray:
             if done is not None:
                 done.synchronize()
-            output = np.full((*input_ids.shape, 2), PAD_LOGIT, np.float32)
-            output[batch.mask] = host.numpy()
-            return output
+            return scatter(batch, host.numpy())
 
         return finish
 

@@ -17,14 +17,14 @@ from tqdm import tqdm
 from accuracy.loadgen_log import PAD_LOGIT
 from qsl.features import MAX_SEQ_LENGTH, SquadFeatures
 from sut.backend import Backend
-from sut.batching import padded_length, plan_batches
+from sut.batching import PAD_MULTIPLE, padded_length, plan_batches
 
 PROGRESS_MIN_SAMPLES = 1000  # a query this large (Offline) gets a progress bar
 
 
 class SUT:
     def __init__(self, backend: Backend, features: SquadFeatures, max_batch_size: int,
-                 max_tokens: int | None = None, pad_multiple: int = 8):
+                 max_tokens: int | None = None, pad_multiple: int = PAD_MULTIPLE):
         self.backend = backend
         self.features = features
         self.lengths = features.lengths

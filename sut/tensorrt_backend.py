@@ -11,7 +11,6 @@ GPU, TensorRT version and settings. Options: max_batch=N (default 256), workspac
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,15 @@ from harness.errors import HarnessError
 from qsl.features import MAX_SEQ_LENGTH
 from sut.backend import parse_options
 from sut.models import LoadedModel
-from sut.onnx_model import export_onnx, find_interface, is_quantised, pad_to_fixed_length, stack_logits
+from sut.onnx_model import (
+    export_onnx,
+    file_stamp,
+    find_interface,
+    is_quantised,
+    pad_to_fixed_length,
+    save_atomically,
+    stack_logits,
+)
 
 OPTIONS = {"max_batch": int, "workspace_gb": int}
 TYPICAL_LENGTH = 192  # the profile's optimum: SQuAD features average about 176 real tokens
@@ -61,6 +68,7 @@ class TensorRTBackend:
             raise HarnessError(f"PRECISION={precision} with TensorRT needs Q/DQ nodes in the ONNX graph (explicit "
                                f"quantisation), and {onnx_path.name} has none; give MODEL=<quantised .onnx>, "
                                "e.g. the reference bert_large_v1_1_fake_quant.onnx")
+        self.fixed_length = fixed_sequence_length(onnx_path)
         logger = trt.Logger(trt.Logger.WARNING)
         engine_bytes = self._engine(onnx_path, precision, settings.get("workspace_gb", 8), cache_dir / "tensorrt",
                                     logger, log)
@@ -77,11 +85,9 @@ class TensorRTBackend:
     def _engine(self, onnx_path: Path, precision: str, workspace_gb: int, cache_dir: Path, logger, log) -> bytes:
         trt = self.trt
         gpu = torch.cuda.get_device_name(self.device)
-        stat = onnx_path.stat()
-        key = hashlib.sha256(f"{onnx_path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}|{gpu}|{trt.__version__}|"
-                             f"{precision}|{self.max_batch}".encode()).hexdigest()[:16]
+        key = hashlib.sha256(f"{file_stamp(onnx_path)}|{gpu}|{trt.__version__}|{precision}|{self.max_batch}"
+                             .encode()).hexdigest()[:16]
         engine_path = cache_dir / f"{onnx_path.stem}-{precision}-{key}.engine"
-        self.fixed_length = fixed_sequence_length(onnx_path)
         if engine_path.is_file():
             log(f"TensorRT engine cached: {engine_path}")
             return engine_path.read_bytes()
@@ -111,9 +117,7 @@ class TensorRTBackend:
         if serialized is None:
             raise HarnessError(f"TensorRT could not build an engine for {onnx_path} in {precision}")
         timing_path.write_bytes(memoryview(config.get_timing_cache().serialize()))
-        partial = engine_path.with_suffix(".partial")
-        partial.write_bytes(memoryview(serialized))
-        os.replace(partial, engine_path)
+        save_atomically(lambda name: Path(name).write_bytes(memoryview(serialized)), engine_path)
         return bytes(memoryview(serialized))
 
     def _run(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
