@@ -16,6 +16,11 @@ from torch import nn
 FP8 = torch.float8_e4m3fn
 FP8_MAX = torch.finfo(FP8).max  # 448
 QUANTISED_LINEARS = ("qkv", "attention_out", "ffn_in", "ffn_out")
+# Input scales cover 4x the largest calibration input, so inputs larger than any seen in calibration
+# do not clip; e4m3's normal range spans 15 binades, so two spent on headroom cost little. Small real
+# model, first 2000 dev questions, emulated: fp32 F1 80.56; fp8 with no headroom 79.56, 2x 80.04,
+# 4x 80.19, 8x 80.00, 16x 80.05.
+INPUT_HEADROOM = 4.0
 
 
 def fp8_supported(device: torch.device) -> bool:
@@ -30,7 +35,7 @@ class Fp8Linear(nn.Module):
         self.native = native
         self.register_buffer("weight", (weight / weight_scale).to(FP8))
         self.register_buffer("weight_scale", weight_scale.reshape(()))
-        self.register_buffer("input_scale", torch.tensor(max(input_amax, 1e-12) / FP8_MAX,
+        self.register_buffer("input_scale", torch.tensor(max(input_amax, 1e-12) * INPUT_HEADROOM / FP8_MAX,
                                                          dtype=torch.float32, device=weight.device))
         self.register_buffer("bias", linear.bias.detach().clone())
 

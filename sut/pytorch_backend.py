@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from accuracy.loadgen_log import PAD_LOGIT
+from qsl.calibration import calibration_indices
 from qsl.features import MAX_SEQ_LENGTH, SquadFeatures
 from sut.backend import parse_options
 from sut.fp8 import calibrate_input_amax, fp8_supported, quantise_layers
@@ -28,7 +29,7 @@ from sut.packed_bert import PackedBert
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp8": torch.float16}
 CPU_FP8_DTYPE = torch.float32  # fp16 arithmetic on CPU is slow; emulated fp8 rounds the same either way
 TOKEN_MULTIPLE = 16  # fp8 products need multiples of 16; a dummy sequence fills the gap
-CALIBRATION_SAMPLES = 512
+WARM_UP_BATCH_SIZE = 16  # several batch shapes, so the dynamic-shape compile happens before LoadGen starts
 
 
 @dataclass
@@ -63,11 +64,6 @@ def scatter(batch: PackedBatch, logits: np.ndarray) -> np.ndarray:
     return output
 
 
-def calibration_indices(features: SquadFeatures, count: int = CALIBRATION_SAMPLES) -> np.ndarray:
-    """Evenly spread dev features. A closed submission must calibrate on MLPerf's own list instead."""
-    return np.linspace(0, len(features.input_ids) - 1, min(count, len(features.input_ids))).astype(np.int64)
-
-
 class PackedBackend:
     name = "pytorch"
     precisions = tuple(DTYPES)
@@ -100,12 +96,13 @@ class PackedBackend:
                 layer.compile(dynamic=True)
         if calibration is not None and self.device.type == "cuda":
             log("warming up (the first batches compile the encoder layers)")
-            for _ in self._calibration_batches():
+            for _ in self._calibration_batches(WARM_UP_BATCH_SIZE):
                 pass
 
-    def _calibration_batches(self, batch_size: int = 64) -> Iterator[np.ndarray]:
+    def _calibration_batches(self, batch_size: int = 50) -> Iterator[np.ndarray]:
+        """MLPerf's calibration features: fp8 scales come from these, and warm-up runs them."""
         features = self.calibration
-        indices = calibration_indices(features)
+        indices = calibration_indices(len(features))
         for start in range(0, len(indices), batch_size):
             rows = indices[start:start + batch_size]
             yield self.predict(features.input_ids[rows], features.input_mask[rows], features.segment_ids[rows])

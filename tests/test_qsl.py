@@ -105,3 +105,13 @@ def test_loadgen_qsl_counts(features):
     quick.close()
     with pytest.raises(HarnessError, match="COUNT"):
         SquadQSL(features, 20000)
+
+
+def test_calibration_set_is_mlperfs_list_of_dev_features():
+    from qsl.calibration import calibration_indices
+
+    indices = calibration_indices(10833)
+    assert len(set(indices.tolist())) == len(indices) == 100
+    assert indices[:3].tolist() == [4547, 9556, 2033] and indices.max() < 10833
+    with pytest.raises(HarnessError, match="full dev set"):
+        calibration_indices(5000)
