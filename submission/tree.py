@@ -62,6 +62,19 @@ def accuracy_hash(accuracy_txt: Path) -> str | None:
     return None
 
 
+def weight_transformations(backend: str, precision: str) -> str:
+    """What MLPerf's measurements.json asks: how the fp32 weights became what ran."""
+    if precision == "fp32":
+        return "none"
+    if backend == "tensorrt" and precision in ("int8", "fp8"):
+        return f"fp32 to {precision} with the scales of the ONNX model's quantize/dequantize nodes"
+    if precision == "fp8":
+        return "fp32 to fp8 e4m3, one scale per weight tensor; input scales calibrated on MLPerf's calibration set"
+    if precision == "int8":
+        return "fp32 to int8, one scale per output channel; input scales computed per batch (dynamic)"
+    return f"fp32 to {precision} cast"
+
+
 def measurements(runs: ScenarioRuns) -> dict:
     info = runs.accuracy_info
     source = info["model_source"]
@@ -71,7 +84,7 @@ def measurements(runs: ScenarioRuns) -> dict:
         "retraining": "No",
         "starting_weights_filename": weights,
         "weight_data_types": info["precision"],
-        "weight_transformations": "none" if info["precision"] == "fp32" else f"fp32 to {info['precision']} cast",
+        "weight_transformations": weight_transformations(info["backend"], info["precision"]),
     }
 
 

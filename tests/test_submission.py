@@ -11,7 +11,7 @@ import pytest
 from accuracy.loadgen_log import file_sha256
 from submission.check import check_tree
 from submission.system import REQUIRED_FIELDS
-from submission.tree import write_manifest
+from submission.tree import weight_transformations, write_manifest
 from tests.conftest import run_cli
 
 SCENARIOS = ("Offline", "SingleStream")
@@ -180,3 +180,14 @@ def test_framework_names_the_backend_runtime():
 
     assert framework("pytorch").startswith("PyTorch 2.")
     assert framework("onnxruntime").startswith("ONNX Runtime 1.") and "PyTorch" in framework("onnxruntime")
+
+
+@pytest.mark.parametrize(("backend", "precision", "expected"), [
+    ("pytorch", "fp32", "none"),
+    ("pytorch", "fp16", "fp32 to fp16 cast"),
+    ("pytorch", "fp8", "calibrated on MLPerf's calibration set"),
+    ("onnxruntime", "int8", "per batch (dynamic)"),
+    ("tensorrt", "int8", "quantize/dequantize nodes"),
+])
+def test_measurements_say_how_weights_were_transformed(backend, precision, expected):
+    assert expected in weight_transformations(backend, precision)
