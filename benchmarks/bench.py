@@ -73,12 +73,11 @@ def run_batches(backend, features, batches: list[np.ndarray], pad_to: int | None
 
 def host_seconds(features, batches: list[np.ndarray]) -> float:
     """What the packed path does on the host per batch, without the model: pack, then scatter logits back."""
-    from sut.pytorch_backend import pack, scatter
+    from benchmarks.host import PackedZeroBackend
 
+    backend = PackedZeroBackend()
     started = time.perf_counter()
-    for rows in batches:
-        batch = pack(*batch_arrays(features, rows))
-        scatter(batch, np.zeros((batch.real_tokens, 2), np.float32))
+    run_batches(backend, features, batches, None)
     return time.perf_counter() - started
 
 

@@ -7,7 +7,8 @@ paragraph once, in one batched call with the words pre-split, which yields the s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from functools import cached_property
 
 import numpy as np
 
@@ -37,13 +38,13 @@ class SquadFeatures:
     def __len__(self) -> int:
         return len(self.input_ids)
 
-    @property
+    @cached_property
     def lengths(self) -> np.ndarray:
-        """Real (unpadded) tokens per feature."""
+        """Real (unpadded) tokens per feature; summed once, as batching looks them up per batch."""
         return self.input_mask.sum(axis=1, dtype=np.int32)
 
     def as_arrays(self) -> dict[str, np.ndarray]:
-        return dict(self.__dict__)
+        return {field.name: getattr(self, field.name) for field in fields(self)}
 
 
 def doc_spans(num_doc_tokens: int, max_tokens_for_doc: int, doc_stride: int) -> list[tuple[int, int]]:
