@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from accuracy.loadgen_log import PAD_LOGIT
 from qsl.calibration import calibration_indices
@@ -86,7 +87,7 @@ class PackedBackend:
             if not native:
                 log(f"fp8 on {self.device} is emulated (needs a CUDA GPU of compute capability 8.9+): "
                     "accuracy is fp8's, speed is not")
-            amax = calibrate_input_amax(self.encoder.layers, self._calibration_batches)
+            amax = calibrate_input_amax(self.encoder.layers, lambda: self._calibration_batches("fp8 calibration"))
             quantise_layers(self.encoder.layers, amax, native)
         self.encoder.use_tanh_gelu(precision != "fp32")  # after calibration: its hooks watch ffn_in as a module
         if compile_layers is None:  # fp32 attention loops over sequences in Python: nothing to gain from compiling
@@ -95,17 +96,18 @@ class PackedBackend:
             for layer in self.encoder.layers:
                 layer.compile(dynamic=True)
         if calibration is not None and self.device.type == "cuda":
-            log("warming up (the first batches compile the encoder layers)")
-            for _ in self._calibration_batches(WARM_UP_BATCH_SIZE):
+            for _ in self._calibration_batches("warm-up (compiles the encoder layers)", WARM_UP_BATCH_SIZE):
                 pass
 
-    def _calibration_batches(self, batch_size: int = 50) -> Iterator[np.ndarray]:
+    def _calibration_batches(self, description: str, batch_size: int = 50) -> Iterator[np.ndarray]:
         """MLPerf's calibration features: fp8 scales come from these, and warm-up runs them."""
         features = self.calibration
         indices = calibration_indices(len(features))
-        for start in range(0, len(indices), batch_size):
-            rows = indices[start:start + batch_size]
-            yield self.predict(features.input_ids[rows], features.input_mask[rows], features.segment_ids[rows])
+        with tqdm(total=len(indices), unit="sample", desc=description) as bar:
+            for start in range(0, len(indices), batch_size):
+                rows = indices[start:start + batch_size]
+                yield self.predict(features.input_ids[rows], features.input_mask[rows], features.segment_ids[rows])
+                bar.update(len(rows))
 
     def _pinned(self, buffers: list[torch.Tensor], size: int, dtype: torch.dtype) -> torch.Tensor:
         """This batch's slot, pinned once and grown when needed: pinning per batch is slow."""
