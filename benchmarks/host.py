@@ -65,13 +65,15 @@ def offline_host_cost(features, samples: int, batch_size: int, max_tokens: int |
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=200_000)
-    parser.add_argument("--system", default="h100", help="system file whose batching to use (configs/systems)")
-    args = parser.parse_args()
-
-    from harness.settings import load_system
+    from harness.settings import known_systems, load_system
     from qsl.cache import load_features
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=200_000, help="samples in the LoadGen query")
+    parser.add_argument("--system", default="h100", choices=known_systems(),
+                        help="the configs/systems file whose batch size and token budget to use")
+    args = parser.parse_args()
+    system = load_system(args.system)
 
     with tempfile.TemporaryDirectory() as directory:
         cache = Path(directory) / "features.npz"
@@ -81,7 +83,6 @@ def main() -> None:
         started = time.perf_counter()
         features = load_features(cache, log=lambda *_: None)
         cached = time.perf_counter() - started
-    system = load_system(args.system)
     per_sample = offline_host_cost(features, args.samples, system.batch_size, system.max_tokens)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
           f"affinity {len(os.sched_getaffinity(0))} cores")
