@@ -89,7 +89,7 @@ def main() -> None:
     print(f"featurise SQuAD dev (10833 features, tokenizer included): {featurise:.2f} s")
     print(f"load cached features: {cached:.3f} s")
     print(f"LoadGen Offline, packed host work, zero model, {args.samples} samples, batching of {args.system} "
-          f"(batch {system.batch_size}, {system.max_tokens} tokens): "
+          f"(batch {system.batch_size}, token budget {system.max_tokens or 'none'}): "
           f"{per_sample * 1e6:.2f} us per sample ({1 / per_sample:,.0f} samples/s)")
     print(f"host share at {TARGET_RATE:,} samples/s: {per_sample * TARGET_RATE:.1%}")
 
