@@ -152,6 +152,10 @@ def gpu_header(model_name: str) -> list[str]:
             f"torch {torch.__version__}, Python {platform.python_version()}", f"Model: {model_name}"]
 
 
+def timed_passes(passes: int) -> str:
+    return "one timed pass" if passes == 1 else f"median of {passes} passes"
+
+
 def table(rows: list[Row], ratio_label: str = "× reference style") -> list[str]:
     reference = rows[0].samples_per_second
     lines = [f"| path | precision | batching | samples | samples/s | {ratio_label} | host share |",
@@ -213,8 +217,8 @@ def main() -> None:
     model = load_model(args.model, args.build_dir, allow_random=True)
     rows = gpu_rows(args, model, features, print)
     lines = [f"## GPU, {model.name}, measured {started}", "", *[f"- {line}" for line in gpu_header(model.name)],
-             f"- Command: `{' '.join(['python -m benchmarks.bench', *sys.argv[1:]])}`; median of {args.passes} "
-             "passes over the 10,833 dev features after a warm-up pass, backend `predict` timed with CUDA events",
+             f"- Command: `{' '.join(['python -m benchmarks.bench', *sys.argv[1:]])}`; {timed_passes(args.passes)} "
+             "over the 10,833 dev features after a warm-up pass, backend `predict` timed with CUDA events",
              "", *table(rows)]
     write_section("gpu", lines, args.output)
     print("\n".join(table(rows)))

@@ -36,7 +36,7 @@ def cpu_section(args, features, started: str) -> list[str]:
     import onnxruntime
     import torch
 
-    from benchmarks.bench import Row, measure, table
+    from benchmarks.bench import Row, measure, table, timed_passes
     from harness.run import create_backend
     from sut.batching import plan_batches
     from sut.models import load_model
@@ -59,7 +59,7 @@ def cpu_section(args, features, started: str) -> list[str]:
              f"- CPU: {cpu_name()}, {os.cpu_count()} logical cores; torch {torch.__version__} "
              f"({torch.get_num_threads()} threads), ONNX Runtime {onnxruntime.__version__}, "
              f"Python {platform.python_version()}",
-             f"- {SAMPLES} dev features spread evenly over the set, median of {args.passes} passes after a warm-up "
+             f"- {SAMPLES} dev features spread evenly over the set, {timed_passes(args.passes)} after a warm-up "
              "pass", "", *table(rows, "× Hugging Face")]
     print("\n".join(table(rows, "× Hugging Face")))
     return lines
