@@ -57,18 +57,12 @@ def timer(device: str):
     return lambda: time.perf_counter() - started
 
 
-def batch_arrays(features, rows: np.ndarray, pad_to: int | None = None) -> tuple[np.ndarray, ...]:
-    """A batch as the SUT hands it to a backend: padded to its longest sample (or to `pad_to`)."""
-    from qsl.features import MAX_SEQ_LENGTH
-    from sut.batching import PAD_MULTIPLE, padded_length
-
-    length = pad_to or padded_length(int(features.lengths[rows].max()), PAD_MULTIPLE, MAX_SEQ_LENGTH)
-    return features.input_ids[rows, :length], features.input_mask[rows, :length], features.segment_ids[rows, :length]
-
-
 def run_batches(backend, features, batches: list[np.ndarray], pad_to: int | None) -> None:
+    """Each batch as the SUT hands it to a backend (or padded to `pad_to`, as the reference pads)."""
+    from sut.batching import batch_inputs
+
     for rows in batches:
-        backend.predict(*batch_arrays(features, rows, pad_to))
+        backend.predict(*(features.model_inputs(rows, pad_to) if pad_to else batch_inputs(features, rows)))
 
 
 def host_seconds(features, batches: list[np.ndarray]) -> float:

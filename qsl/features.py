@@ -43,6 +43,10 @@ class SquadFeatures:
         """Real (unpadded) tokens per feature; summed once, as batching looks them up per batch."""
         return self.input_mask.sum(axis=1, dtype=np.int32)
 
+    def model_inputs(self, rows: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """input_ids, input_mask, segment_ids of `rows`, cut to their first `length` positions."""
+        return self.input_ids[rows, :length], self.input_mask[rows, :length], self.segment_ids[rows, :length]
+
     def as_arrays(self) -> dict[str, np.ndarray]:
         return {field.name: getattr(self, field.name) for field in fields(self)}
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from qsl.features import MAX_SEQ_LENGTH, SquadFeatures
+
 PAD_MULTIPLE = 8  # batches are padded to a multiple of this many tokens
 
 
@@ -29,3 +31,10 @@ def plan_batches(lengths: np.ndarray, max_batch_size: int, max_tokens: int | Non
 def padded_length(longest: int, multiple: int, limit: int) -> int:
     """Round a batch's sequence length up to a multiple (friendlier kernel shapes), never past `limit`."""
     return min(limit, -(-longest // multiple) * multiple)
+
+
+def batch_inputs(features: SquadFeatures, rows: np.ndarray, pad_multiple: int = PAD_MULTIPLE
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A batch as a backend receives it: padded only to its longest sample, rounded up to `pad_multiple`."""
+    length = padded_length(int(features.lengths[rows].max()), pad_multiple, MAX_SEQ_LENGTH)
+    return features.model_inputs(rows, length)

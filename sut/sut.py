@@ -17,7 +17,7 @@ from tqdm import tqdm
 from accuracy.loadgen_log import PAD_LOGIT
 from qsl.features import MAX_SEQ_LENGTH, SquadFeatures
 from sut.backend import Backend
-from sut.batching import PAD_MULTIPLE, padded_length, plan_batches
+from sut.batching import PAD_MULTIPLE, batch_inputs, plan_batches
 
 PROGRESS_MIN_SAMPLES = 1000  # a query this large (Offline) gets a progress bar
 
@@ -27,7 +27,6 @@ class SUT:
                  max_tokens: int | None = None, pad_multiple: int = PAD_MULTIPLE):
         self.backend = backend
         self.features = features
-        self.lengths = features.lengths
         self.max_batch_size = max_batch_size
         self.max_tokens = max_tokens
         self.pad_multiple = pad_multiple
@@ -71,7 +70,7 @@ class SUT:
     def _answer(self, samples: list) -> None:
         response_ids = [sample.id for sample in samples]  # Python ints: converting numpy ones costs 1 us each
         sample_indices = np.fromiter((sample.index for sample in samples), np.int64, len(samples))
-        batches = plan_batches(self.lengths[sample_indices], self.max_batch_size, self.max_tokens)
+        batches = plan_batches(self.features.lengths[sample_indices], self.max_batch_size, self.max_tokens)
         with tqdm(total=len(samples), unit="sample", desc="inference",
                   disable=len(samples) < PROGRESS_MIN_SAMPLES) as bar:
             running = None  # one batch in flight while the next is prepared (backends with `submit`)
@@ -87,10 +86,7 @@ class SUT:
         if self.error is not None:  # after a failure, answer empty so LoadGen can finish and report
             return None
         try:
-            length = padded_length(int(self.lengths[sample_indices].max()), self.pad_multiple, MAX_SEQ_LENGTH)
-            features = self.features
-            arrays = (features.input_ids[sample_indices, :length], features.input_mask[sample_indices, :length],
-                      features.segment_ids[sample_indices, :length])
+            arrays = batch_inputs(self.features, sample_indices, self.pad_multiple)
             submit = getattr(self.backend, "submit", None)
             if submit is not None:
                 return submit(*arrays)

@@ -12,6 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("BERT99_SHARED", REPO.parent / "shared"))
 SMALL_MODEL = SHARED / "models" / "minilm-squad-devhalf"
+MIXED_ROWS = [0, 3, 17, 100, 2000, 5000, 7000, 9999, 10832]  # dev features of many different lengths
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +52,13 @@ def tiny_random_model(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny-bert")
     BertForQuestionAnswering(config).save_pretrained(path)
     return path
+
+
+def mixed_batch(features):
+    """One batch of MIXED_ROWS, padded exactly to its longest feature."""
+    from sut.batching import batch_inputs
+
+    return batch_inputs(features, MIXED_ROWS, pad_multiple=1)
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -14,17 +14,10 @@ from sut.huggingface_backend import HuggingFaceBackend
 from sut.models import load_model
 from sut.onnx_model import export_onnx
 from sut.onnxruntime_backend import OnnxRuntimeBackend, providers_for
-from tests.conftest import subset_f1
+from tests.conftest import mixed_batch, subset_f1
 
 QUESTIONS = 200
-MIXED_ROWS = np.array([0, 3, 17, 100, 2000, 5000, 7000, 9999, 10832])
 QUIET = {"log": lambda *_: None}
-
-
-def mixed_batch(features):
-    longest = int(features.lengths[MIXED_ROWS].max())
-    return (features.input_ids[MIXED_ROWS, :longest], features.input_mask[MIXED_ROWS, :longest],
-            features.segment_ids[MIXED_ROWS, :longest])
 
 
 @pytest.fixture(scope="module")

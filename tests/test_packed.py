@@ -9,21 +9,14 @@ import torch
 from sut.huggingface_backend import HuggingFaceBackend
 from sut.models import load_model
 from sut.pytorch_backend import TOKEN_MULTIPLE, PackedBackend, pack
-from tests.conftest import subset_f1
+from tests.conftest import MIXED_ROWS, mixed_batch, subset_f1
 
 QUESTIONS = 200  # the first 200 dev questions and all their features
-MIXED_ROWS = np.array([0, 3, 17, 100, 2000, 5000, 7000, 9999, 10832])
 
 
 @pytest.fixture(scope="module")
 def model(small_model, build_dir):
     return load_model(str(small_model), build_dir, allow_random=False, log=lambda *_: None)
-
-
-def mixed_batch(features):
-    longest = int(features.lengths[MIXED_ROWS].max())
-    return (features.input_ids[MIXED_ROWS, :longest], features.input_mask[MIXED_ROWS, :longest],
-            features.segment_ids[MIXED_ROWS, :longest])
 
 
 def test_pack_keeps_only_real_tokens_and_pads_with_a_dummy_sequence(features):
