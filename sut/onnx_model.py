@@ -75,7 +75,7 @@ def export_onnx(model: LoadedModel, cache_dir: Path, log=print) -> Path:
     module = copy.deepcopy(model.module).float().eval()  # the loaded model stays as other backends expect it
     module.set_attn_implementation("eager")  # the pattern ONNX Runtime's attention fusion recognises
 
-    class Interface(torch.nn.Module):
+    class ReferenceSignature(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.model = module
@@ -89,7 +89,7 @@ def export_onnx(model: LoadedModel, cache_dir: Path, log=print) -> Path:
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer chatter about shapes fixed by the example input
         return save_atomically(lambda target: torch.onnx.export(
-            Interface(), (example, example, example), target, dynamo=False, input_names=list(INPUTS),
+            ReferenceSignature(), (example, example, example), target, dynamo=False, input_names=list(INPUTS),
             output_names=list(OUTPUTS), opset_version=OPSET,
             dynamic_axes={name: {0: "batch", 1: "sequence"} for name in INPUTS + OUTPUTS}), path)
 
@@ -138,9 +138,12 @@ def is_quantised(path: Path) -> bool:
     return any(node.op_type in QUANTISED_OPS for node in graph.node)
 
 
-def pad_to_fixed_length(arrays: dict[str, np.ndarray], fixed_length: int | None) -> dict[str, np.ndarray]:
-    """Models with a static sequence axis (the reference model.onnx: 384) get zero padding up to it."""
-    length = next(iter(arrays.values())).shape[1]
+def named_inputs(input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray,
+                 fixed_length: int | None) -> dict[str, np.ndarray]:
+    """Our inputs by our name; models with a static sequence axis (the reference model.onnx: 384) get
+    zero padding up to it."""
+    arrays = dict(zip(INPUTS, (input_ids, input_mask, segment_ids), strict=True))
+    length = input_ids.shape[1]
     if not fixed_length or fixed_length == length:
         return arrays
     return {key: np.pad(value, ((0, 0), (0, fixed_length - length))) for key, value in arrays.items()}

@@ -23,7 +23,7 @@ from sut.onnx_model import (
     file_stamp,
     find_interface,
     is_quantised,
-    pad_to_fixed_length,
+    named_inputs,
     save_atomically,
     stack_logits,
 )
@@ -144,8 +144,7 @@ class OnnxRuntimeBackend:
 
     def predict(self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray) -> np.ndarray:
         length = input_ids.shape[1]
-        arrays = pad_to_fixed_length({"input_ids": input_ids, "input_mask": input_mask, "segment_ids": segment_ids},
-                                     self.fixed_length)
+        arrays = named_inputs(input_ids, input_mask, segment_ids, self.fixed_length)
         feed = {name: arrays[ours].astype(dtype, copy=False) for ours, (name, dtype) in self.interface.inputs.items()}
         names = [self.interface.joint] if self.interface.joint else [self.interface.start, self.interface.end]
         results = dict(zip(names, self.session.run(names, feed), strict=True))

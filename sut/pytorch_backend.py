@@ -23,6 +23,7 @@ from accuracy.loadgen_log import PAD_LOGIT
 from qsl.calibration import calibration_indices
 from qsl.features import MAX_SEQ_LENGTH, SquadFeatures
 from sut.backend import parse_options
+from sut.batching import batch_inputs
 from sut.fp8 import calibrate_input_amax, fp8_supported, quantise_layers
 from sut.models import LoadedModel
 from sut.packed_bert import PackedBert
@@ -106,7 +107,7 @@ class PackedBackend:
         with tqdm(total=len(indices), unit="sample", desc=description) as bar:
             for start in range(0, len(indices), batch_size):
                 rows = indices[start:start + batch_size]
-                yield self.predict(features.input_ids[rows], features.input_mask[rows], features.segment_ids[rows])
+                yield self.predict(*batch_inputs(features, rows))
                 bar.update(len(rows))
 
     def _pinned(self, buffers: list[torch.Tensor], size: int, dtype: torch.dtype) -> torch.Tensor:

@@ -25,7 +25,7 @@ from sut.onnx_model import (
     file_stamp,
     find_interface,
     is_quantised,
-    pad_to_fixed_length,
+    named_inputs,
     save_atomically,
     stack_logits,
 )
@@ -78,8 +78,8 @@ class TensorRTBackend:
         inputs = [name for name in names if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT]
         input_types = [(name, "tensor(int32)" if self.engine.get_tensor_dtype(name) == trt.int32
                         else "tensor(int64)") for name in inputs]
-        self.interface = find_interface(input_types, [name for name in names if name not in inputs], onnx_path)
         self.outputs = [name for name in names if name not in inputs]
+        self.interface = find_interface(input_types, self.outputs, onnx_path)
         log(f"TensorRT {trt.__version__}: engine for {onnx_path.name}, {precision}, batch <= {self.max_batch}")
 
     def _engine(self, onnx_path: Path, precision: str, workspace_gb: int, cache_dir: Path, logger, log) -> bytes:
@@ -144,6 +144,6 @@ class TensorRTBackend:
         parts = []
         for start in range(0, len(input_ids), self.max_batch):
             rows = slice(start, start + self.max_batch)
-            arrays = {"input_ids": input_ids[rows], "input_mask": input_mask[rows], "segment_ids": segment_ids[rows]}
-            parts.append(self._run(pad_to_fixed_length(arrays, self.fixed_length))[:, :length])
+            arrays = named_inputs(input_ids[rows], input_mask[rows], segment_ids[rows], self.fixed_length)
+            parts.append(self._run(arrays)[:, :length])
         return np.concatenate(parts)
