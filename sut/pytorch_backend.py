@@ -7,7 +7,8 @@ The host packs each batch's real tokens into one flat row (numpy, no device sync
 one pinned copy, and scatters the logits back into LoadGen's [batch, seq, 2] layout. On CUDA each
 encoder layer is compiled once with dynamic shapes (all 24 layers share the compiled code) and
 warmed up before LoadGen starts, so compile time never lands inside a measured run.
-Options (BACKEND_OPTIONS="key=value"): compile=0|1 (default: 1 on CUDA below fp32).
+Batches of up to 128 samples (SingleStream, MultiStream, Server) replay CUDA graphs (sut/cuda_graphs.py).
+Options (BACKEND_OPTIONS="key=value"): compile=0|1, graphs=0|1 (default for both: 1 on CUDA below fp32).
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ import torch
 from tqdm import tqdm
 
 from accuracy.loadgen_log import PAD_LOGIT
+from harness.errors import HarnessError
 from qsl.calibration import calibration_indices
 from qsl.features import MAX_SEQ_LENGTH, SquadFeatures
 from sut.backend import parse_options
 from sut.batching import batch_inputs
+from sut.cuda_graphs import GraphedEncoder, graph_shape
 from sut.fp8 import calibrate_input_amax, fp8_supported, quantise_layers
 from sut.models import LoadedModel
 from sut.packed_bert import PackedBert
@@ -40,21 +43,35 @@ class PackedBatch:
     tokens: int  # padded token count
     real_tokens: int
     mask: np.ndarray  # bool [batch, seq]: where each real token came from
+    graphed: bool = False  # laid out for a captured CUDA graph (sut/cuda_graphs.py)
 
 
-def pack(input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray) -> PackedBatch:
+def pack(input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray, graph_buckets: bool = False
+         ) -> PackedBatch:
+    """Real tokens only, in one flat row; padding up to the token count is dummy sequences of <= 384 tokens.
+
+    With `graph_buckets`, a small batch is padded to its CUDA graph bucket and cu_seqlens to the graphs'
+    fixed length (zero-length sequences at the end).
+    """
     mask = input_mask.astype(bool)
     lengths = mask.sum(axis=1)
     real_tokens = int(lengths.sum())
-    tokens = -(-real_tokens // TOKEN_MULTIPLE) * TOKEN_MULTIPLE
+    shape = graph_shape(real_tokens, len(lengths)) if graph_buckets else None
+    if shape is None:
+        tokens = -(-real_tokens // TOKEN_MULTIPLE) * TOKEN_MULTIPLE
+        boundaries = len(lengths) + 1 + (tokens > real_tokens)
+    else:
+        tokens, boundaries = shape
     positions = np.broadcast_to(np.arange(mask.shape[1], dtype=np.int32), mask.shape)
-    cu_seqlens = np.concatenate([[0], np.cumsum(lengths), [tokens] if tokens > real_tokens else []])
-    flat = np.zeros(3 * tokens + len(cu_seqlens), np.int32)
+    flat = np.zeros(3 * tokens + boundaries, np.int32)
     flat[:real_tokens] = input_ids[mask]
     flat[tokens:tokens + real_tokens] = segment_ids[mask]
     flat[2 * tokens:2 * tokens + real_tokens] = positions[mask]
-    flat[3 * tokens:] = cu_seqlens
-    return PackedBatch(flat, tokens, real_tokens, mask)
+    cu_seqlens = flat[3 * tokens:]
+    cu_seqlens[1:len(lengths) + 1] = np.cumsum(lengths)
+    padding_ends = real_tokens + MAX_SEQ_LENGTH * np.arange(1, boundaries - len(lengths))
+    cu_seqlens[len(lengths) + 1:] = np.minimum(padding_ends, tokens)
+    return PackedBatch(flat, tokens, real_tokens, mask, shape is not None)
 
 
 def scatter(batch: PackedBatch, logits: np.ndarray) -> np.ndarray:
@@ -72,7 +89,8 @@ class PackedBackend:
 
     def __init__(self, model: LoadedModel, device: str, precision: str, calibration: SquadFeatures | None = None,
                  cache_dir=None, options: dict[str, str] | None = None, log=print):
-        compile_layers = parse_options(options, {"compile": bool}, self.name).get("compile")
+        parsed = parse_options(options, {"compile": bool, "graphs": bool}, self.name)
+        compile_layers, use_graphs = parsed.get("compile"), parsed.get("graphs")
         self.device = torch.device(device)
         dtype = CPU_FP8_DTYPE if precision == "fp8" and self.device.type == "cpu" else DTYPES[precision]
         self.encoder = PackedBert.from_huggingface(model.module).to(device=self.device, dtype=dtype)
@@ -81,6 +99,7 @@ class PackedBackend:
         self._inputs = [torch.empty(0, dtype=torch.int32), torch.empty(0, dtype=torch.int32)]
         self._outputs = [torch.empty(0), torch.empty(0)]
         self._slot = 0
+        self.graphs: GraphedEncoder | None = None  # captured last, after calibration and compiling
         if precision == "fp8":
             if calibration is None:
                 raise ValueError("PRECISION=fp8 needs calibration features")
@@ -99,6 +118,13 @@ class PackedBackend:
         if calibration is not None and self.device.type == "cuda":
             for _ in self._calibration_batches("warm-up (compiles the encoder layers)", WARM_UP_BATCH_SIZE):
                 pass
+        capturable = self.device.type == "cuda" and precision != "fp32"  # fp32 attention syncs with the host
+        if use_graphs and not capturable:
+            raise HarnessError("BACKEND_OPTIONS=graphs=1 needs a CUDA device and PRECISION fp16, bf16 or fp8")
+        if use_graphs is None:
+            use_graphs = capturable
+        if use_graphs:
+            self.graphs = GraphedEncoder(self.encoder, self.device)
 
     def _calibration_batches(self, description: str, batch_size: int = 50) -> Iterator[np.ndarray]:
         """MLPerf's calibration features: fp8 scales come from these, and warm-up runs them."""
@@ -124,17 +150,21 @@ class PackedBackend:
         On CUDA nothing here waits for the GPU, so the SUT packs the next batch while this one runs.
         At most two batches may be outstanding: the SUT finishes one before submitting a third.
         """
-        batch = pack(input_ids, input_mask, segment_ids)
+        batch = pack(input_ids, input_mask, segment_ids, graph_buckets=self.graphs is not None)
         cuda = self.device.type == "cuda"
         if cuda:
             staging = self._pinned(self._inputs, batch.flat.size, torch.int32)
             staging.numpy()[:] = batch.flat
-            flat = staging.to(self.device, non_blocking=True)
+            flat = staging if batch.graphed else staging.to(self.device, non_blocking=True)
         else:
             flat = torch.from_numpy(batch.flat)
         tokens = batch.tokens
-        logits = self.encoder(flat[:tokens], flat[tokens:2 * tokens], flat[2 * tokens:3 * tokens],
-                              flat[3 * tokens:], MAX_SEQ_LENGTH)[:batch.real_tokens].float()  # constant: no recompiles
+        if batch.graphed:
+            logits = self.graphs(flat, tokens)
+        else:
+            logits = self.encoder(flat[:tokens], flat[tokens:2 * tokens], flat[2 * tokens:3 * tokens],
+                                  flat[3 * tokens:], MAX_SEQ_LENGTH)  # max length constant: no recompiles
+        logits = logits[:batch.real_tokens].float()
         done = None
         if cuda:
             host = self._pinned(self._outputs, logits.numel(), torch.float32).view(-1, 2)

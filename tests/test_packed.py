@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from qsl.features import MAX_SEQ_LENGTH
+from sut.batching import batch_inputs
+from sut.cuda_graphs import GRAPH_FAMILIES, graph_shape
 from sut.huggingface_backend import HuggingFaceBackend
 from sut.models import load_model
 from sut.pytorch_backend import TOKEN_MULTIPLE, PackedBackend, pack
@@ -33,6 +36,43 @@ def test_pack_keeps_only_real_tokens_and_pads_with_a_dummy_sequence(features):
     second = slice(int(lengths[0]), int(lengths[:2].sum()))
     assert batch.flat[second].tolist() == input_ids[1, :lengths[1]].tolist()
     assert batch.flat[2 * tokens:3 * tokens][second].tolist() == list(range(lengths[1]))
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_random_model, build_dir):
+    return load_model(str(tiny_random_model), build_dir, allow_random=False, log=lambda *_: None)
+
+
+@pytest.mark.parametrize("rows", [MIXED_ROWS[:8], list(range(0, 10833, 360))], ids=["8 mixed", "31 spread"])
+def test_graph_bucket_layout_gives_the_same_logits(tiny_model, features, rows):
+    """A small batch padded to its CUDA graph bucket (dummy and zero-length sequences) answers as unpadded."""
+    encoder = PackedBackend(tiny_model, "cpu", "fp32").encoder
+    inputs = batch_inputs(features, np.array(rows))
+    plain, bucketed = pack(*inputs), pack(*inputs, graph_buckets=True)
+    assert bucketed.graphed and not plain.graphed
+    cu_seqlens = bucketed.flat[3 * bucketed.tokens:]
+    assert (bucketed.tokens, len(cu_seqlens)) == graph_shape(bucketed.real_tokens, len(rows))
+    assert cu_seqlens[-1] == bucketed.tokens
+    padding = np.diff(cu_seqlens[len(rows):])
+    assert (padding >= 0).all() and (padding <= MAX_SEQ_LENGTH).all() and padding.sum() > 0
+    too_many = np.arange(GRAPH_FAMILIES[-1].sequences + 1)
+    assert not pack(*batch_inputs(features, too_many), graph_buckets=True).graphed
+
+    def logits(batch):
+        flat, tokens = torch.from_numpy(batch.flat), batch.tokens
+        with torch.inference_mode():
+            output = encoder(flat[:tokens], flat[tokens:2 * tokens], flat[2 * tokens:3 * tokens], flat[3 * tokens:],
+                             MAX_SEQ_LENGTH)
+        return output[:batch.real_tokens].numpy()
+
+    np.testing.assert_allclose(logits(bucketed), logits(plain), atol=1e-5, rtol=0)
+
+
+def test_graphs_need_cuda_and_half_precision(tiny_model):
+    from harness.errors import HarnessError
+
+    with pytest.raises(HarnessError, match="graphs=1 needs a CUDA device"):
+        PackedBackend(tiny_model, "cpu", "fp32", options={"graphs": "1"})
 
 
 def test_packed_logits_match_huggingface_padded_fp32(model, features):
@@ -72,3 +112,13 @@ def test_packed_cuda_keeps_f1(model, features, examples, precision):
     cpu = subset_f1(PackedBackend(model, "cpu", "fp32"), features, examples, QUESTIONS)
     cuda = PackedBackend(model, "cuda", precision, calibration=features, log=lambda *_: None)
     assert subset_f1(cuda, features, examples, QUESTIONS) == pytest.approx(cpu, abs=0.01 * cpu)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("batch_size", [1, 8, 48])
+def test_cuda_graphs_keep_f1(model, features, examples, batch_size):
+    eager = PackedBackend(model, "cuda", "fp16", calibration=features, options={"graphs": "0"}, log=lambda *_: None)
+    graphed = PackedBackend(model, "cuda", "fp16", calibration=features, log=lambda *_: None)
+    assert graphed.graphs is not None and eager.graphs is None
+    expected = subset_f1(eager, features, examples, QUESTIONS, batch_size)
+    assert subset_f1(graphed, features, examples, QUESTIONS, batch_size) == pytest.approx(expected, abs=0.2)
