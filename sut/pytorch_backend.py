@@ -92,6 +92,8 @@ class PackedBackend:
         parsed = parse_options(options, {"compile": bool, "graphs": bool}, self.name)
         compile_layers, use_graphs = parsed.get("compile"), parsed.get("graphs")
         self.device = torch.device(device)
+        if self.device.type == "cuda" and self.device.index is not None:  # DEVICE=cuda:N
+            torch.cuda.set_device(self.device)  # events, graph capture and replay use the current device's stream
         dtype = CPU_FP8_DTYPE if precision == "fp8" and self.device.type == "cpu" else DTYPES[precision]
         self.encoder = PackedBert.from_huggingface(model.module).to(device=self.device, dtype=dtype)
         self.calibration = calibration
