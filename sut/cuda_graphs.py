@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from qsl.features import MAX_SEQ_LENGTH
+from sut.packed_bert import PackedBert
 
 FINE_STEP = 128  # token buckets every 128 tokens up to eight full samples, then 25% apart
 
@@ -64,7 +64,7 @@ def graph_shape(real_tokens: int, sequences: int) -> tuple[int, int] | None:
 class GraphedEncoder:
     """The encoder captured once per token bucket; all graphs share one memory pool (they never overlap)."""
 
-    def __init__(self, encoder: nn.Module, device: torch.device):
+    def __init__(self, encoder: PackedBert, device: torch.device):
         self.graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
         pool = torch.cuda.graph_pool_handle()
         side = torch.cuda.Stream(device)
@@ -79,17 +79,12 @@ class GraphedEncoder:
                 side.wait_stream(torch.cuda.current_stream(device))
                 with torch.cuda.stream(side):
                     for _ in range(2):  # compiles and autotunes outside the capture
-                        self._forward(encoder, flat, tokens)
+                        encoder.forward_flat(flat, tokens)
                 torch.cuda.current_stream(device).wait_stream(side)
                 graph = torch.cuda.CUDAGraph()
                 with torch.cuda.graph(graph, pool=pool):
-                    logits = self._forward(encoder, flat, tokens)
+                    logits = encoder.forward_flat(flat, tokens)
                 self.graphs[tokens, boundaries] = (graph, flat, logits)
-
-    @staticmethod
-    def _forward(encoder: nn.Module, flat: torch.Tensor, tokens: int) -> torch.Tensor:
-        return encoder(flat[:tokens], flat[tokens:2 * tokens], flat[2 * tokens:3 * tokens], flat[3 * tokens:],
-                       MAX_SEQ_LENGTH)
 
     def __call__(self, packed: torch.Tensor, tokens: int) -> torch.Tensor:
         """Packed inputs (pinned host or device) -> the shape's [tokens, 2] logits, valid until the next call."""

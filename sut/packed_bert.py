@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qsl.features import MAX_SEQ_LENGTH
+
 
 def varlen_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, cu_seqlens: torch.Tensor,
                      max_length: int) -> torch.Tensor:
@@ -108,6 +110,12 @@ class PackedBert(nn.Module):
         for layer in self.layers:
             layer.approximate_gelu = enabled
         return self
+
+    def forward_flat(self, flat: torch.Tensor, tokens: int) -> torch.Tensor:
+        """One flat int32 row as the packer lays it out: token ids, segment ids, positions (`tokens` each),
+        then cu_seqlens. The constant max length keeps compiled layers from recompiling."""
+        return self(flat[:tokens], flat[tokens:2 * tokens], flat[2 * tokens:3 * tokens], flat[3 * tokens:],
+                    MAX_SEQ_LENGTH)
 
     def forward(self, token_ids: torch.Tensor, segment_ids: torch.Tensor, position_ids: torch.Tensor,
                 cu_seqlens: torch.Tensor, max_length: int) -> torch.Tensor:

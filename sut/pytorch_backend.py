@@ -112,19 +112,21 @@ class PackedBackend:
             amax = calibrate_input_amax(self.encoder.layers, lambda: self._calibration_batches("fp8 calibration"))
             quantise_layers(self.encoder.layers, amax, native)
         self.encoder.use_tanh_gelu(precision != "fp32")  # after calibration: its hooks watch ffn_in as a module
-        if compile_layers is None:  # fp32 attention loops over sequences in Python: nothing to gain from compiling
-            compile_layers = self.device.type == "cuda" and precision != "fp32"
+        # fp32 attention loops over sequences in Python, syncing with the host: nothing to gain from
+        # compiling, and it cannot be captured in a CUDA graph.
+        fast_path = self.device.type == "cuda" and precision != "fp32"
+        if compile_layers is None:
+            compile_layers = fast_path
         if compile_layers:
             for layer in self.encoder.layers:
                 layer.compile(dynamic=True)
         if calibration is not None and self.device.type == "cuda":
             for _ in self._calibration_batches("warm-up (compiles the encoder layers)", WARM_UP_BATCH_SIZE):
                 pass
-        capturable = self.device.type == "cuda" and precision != "fp32"  # fp32 attention syncs with the host
-        if use_graphs and not capturable:
+        if use_graphs and not fast_path:
             raise HarnessError("BACKEND_OPTIONS=graphs=1 needs a CUDA device and PRECISION fp16, bf16 or fp8")
         if use_graphs is None:
-            use_graphs = capturable
+            use_graphs = fast_path
         if use_graphs:
             self.graphs = GraphedEncoder(self.encoder, self.device)
 
@@ -160,13 +162,8 @@ class PackedBackend:
             flat = staging if batch.graphed else staging.to(self.device, non_blocking=True)
         else:
             flat = torch.from_numpy(batch.flat)
-        tokens = batch.tokens
-        if batch.graphed:
-            logits = self.graphs(flat, tokens)
-        else:
-            logits = self.encoder(flat[:tokens], flat[tokens:2 * tokens], flat[2 * tokens:3 * tokens],
-                                  flat[3 * tokens:], MAX_SEQ_LENGTH)  # max length constant: no recompiles
-        logits = logits[:batch.real_tokens].float()
+        run = self.graphs if batch.graphed else self.encoder.forward_flat
+        logits = run(flat, batch.tokens)[:batch.real_tokens].float()
         done = None
         if cuda:
             host = self._pinned(self._outputs, logits.numel(), torch.float32).view(-1, 2)

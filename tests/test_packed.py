@@ -59,11 +59,8 @@ def test_graph_bucket_layout_gives_the_same_logits(tiny_model, features, rows):
     assert not pack(*batch_inputs(features, too_many), graph_buckets=True).graphed
 
     def logits(batch):
-        flat, tokens = torch.from_numpy(batch.flat), batch.tokens
         with torch.inference_mode():
-            output = encoder(flat[:tokens], flat[tokens:2 * tokens], flat[2 * tokens:3 * tokens], flat[3 * tokens:],
-                             MAX_SEQ_LENGTH)
-        return output[:batch.real_tokens].numpy()
+            return encoder.forward_flat(torch.from_numpy(batch.flat), batch.tokens)[:batch.real_tokens].numpy()
 
     np.testing.assert_allclose(logits(bucketed), logits(plain), atol=1e-5, rtol=0)
 
