@@ -3,7 +3,7 @@
 Static scales keep the hot loop free of amax reductions, which cost more than fp8 saves. Each
 encoder linear keeps its weight in fp8 with one scale and quantises its input with a scale fixed
 at calibration. CUDA runs `torch._scaled_mm` (Hopper and newer); elsewhere the same rounding is
-emulated in the input's dtype, which is how the CPU tests measure the accuracy cost.
+emulated in the model's dtype, which is how the CPU tests measure the accuracy cost.
 """
 
 from __future__ import annotations
@@ -40,14 +40,43 @@ class Fp8Linear(nn.Module):
         self.register_buffer("bias", linear.bias.detach().clone())
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        quantised = (inputs / self.input_scale).clamp(-FP8_MAX, FP8_MAX).to(FP8)
+        quantised = quantise(inputs, self.input_scale)
+        dtype = self.bias.dtype
         if self.native:  # shapes must be multiples of 16: the packer pads the token count
             return torch._scaled_mm(quantised, self.weight.t(), scale_a=self.input_scale,
-                                    scale_b=self.weight_scale, bias=self.bias, out_dtype=inputs.dtype,
+                                    scale_b=self.weight_scale, bias=self.bias, out_dtype=dtype,
                                     use_fast_accum=True)  # measured: F1 unchanged, products faster
-        dtype = inputs.dtype
         return nn.functional.linear(quantised.to(dtype) * self.input_scale.to(dtype),
                                     self.weight.to(dtype) * self.weight_scale.to(dtype), self.bias)
+
+
+class Fp8GeluLinear(Fp8Linear):
+    """The FFN's first product, returning tanh-GELU of it already quantised for the FFN's second product.
+
+    On CUDA one Triton kernel does it all (sut/fp8_kernels.py); elsewhere it is emulated in fp32, as
+    the kernel computes its epilogue.
+    """
+
+    applies_gelu = True
+
+    def __init__(self, linear: nn.Linear, input_amax: float, native: bool, output_scale: torch.Tensor):
+        super().__init__(linear, input_amax, native)
+        self.register_buffer("output_scale", output_scale)  # the next linear's input scale, shared
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.native:
+            from sut.fp8_kernels import product_gelu_quantise  # Triton: CUDA only
+
+            return product_gelu_quantise(quantise(inputs, self.input_scale), self.weight, self.bias,
+                                         self.input_scale, self.weight_scale, self.output_scale)
+        return quantise(nn.functional.gelu(super().forward(inputs).float(), approximate="tanh"), self.output_scale)
+
+
+def quantise(inputs: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """To fp8 at a fixed scale, saturating; a tensor already in fp8 was quantised at this scale by its producer."""
+    if inputs.dtype == FP8:
+        return inputs
+    return (inputs / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8)
 
 
 @torch.inference_mode()
@@ -75,5 +104,6 @@ def calibrate_input_amax(layers: nn.ModuleList, run_batches: Callable[[], Iterab
 def quantise_layers(layers: nn.ModuleList, amax: dict[str, float], native: bool) -> None:
     """Swap each encoder linear for its fp8 form; call after the model is on its device and dtype."""
     for index, layer in enumerate(layers):
-        for name in QUANTISED_LINEARS:
+        for name in ("qkv", "attention_out", "ffn_out"):
             setattr(layer, name, Fp8Linear(getattr(layer, name), amax[f"{index}.{name}"], native))
+        layer.ffn_in = Fp8GeluLinear(layer.ffn_in, amax[f"{index}.ffn_in"], native, layer.ffn_out.input_scale)

@@ -60,11 +60,11 @@ class PackedLayer(nn.Module):
         return self.ffn_norm(hidden + self.ffn_out(self._gelu_ffn_in(hidden)))
 
     def _gelu_ffn_in(self, hidden: torch.Tensor) -> torch.Tensor:
-        if not self.approximate_gelu:
-            return F.gelu(self.ffn_in(hidden))
-        if isinstance(self.ffn_in, nn.Linear):
+        if getattr(self.ffn_in, "applies_gelu", False):  # fp8: GELU and the next quantisation are in the product
+            return self.ffn_in(hidden)
+        if self.approximate_gelu:
             return linear_tanh_gelu(hidden, self.ffn_in)
-        return F.gelu(self.ffn_in(hidden), approximate="tanh")  # fp8: fused with the next quantisation
+        return F.gelu(self.ffn_in(hidden))
 
 
 class PackedBert(nn.Module):
