@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from sut.packed_bert import AddNorm
+
 FP8 = torch.float8_e4m3fn
 FP8_MAX = torch.finfo(FP8).max  # 448
 QUANTISED_LINEARS = ("qkv", "attention_out", "ffn_in", "ffn_out")
@@ -72,6 +74,25 @@ class Fp8GeluLinear(Fp8Linear):
         return quantise(nn.functional.gelu(super().forward(inputs).float(), approximate="tanh"), self.output_scale)
 
 
+class Fp8AddNorm(nn.Module):
+    """AddNorm whose second result is quantised for the product it feeds (one Triton kernel on CUDA)."""
+
+    def __init__(self, norm: AddNorm, output_scale: torch.Tensor, native: bool):
+        super().__init__()
+        self.norm = norm
+        self.native = native
+        self.register_buffer("output_scale", output_scale)  # the next linear's input scale, shared
+
+    def forward(self, output: torch.Tensor, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.native:
+            from sut.fp8_kernels import add_norm_quantise  # Triton: CUDA only
+
+            return add_norm_quantise(output, residual, self.norm.weight, self.norm.bias, self.norm.eps,
+                                     self.output_scale)
+        hidden, _ = self.norm(output, residual)
+        return hidden, quantise(hidden, self.output_scale)
+
+
 def quantise(inputs: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """To fp8 at a fixed scale, saturating; a tensor already in fp8 was quantised at this scale by its producer."""
     if inputs.dtype == FP8:
@@ -102,8 +123,14 @@ def calibrate_input_amax(layers: nn.ModuleList, run_batches: Callable[[], Iterab
 
 
 def quantise_layers(layers: nn.ModuleList, amax: dict[str, float], native: bool) -> None:
-    """Swap each encoder linear for its fp8 form; call after the model is on its device and dtype."""
+    """Swap each encoder linear for its fp8 form, and each LayerNorm feeding one for a quantising one.
+
+    Call after the model is on its device and dtype. The last layer's output feeds the fp16 QA head.
+    """
     for index, layer in enumerate(layers):
         for name in ("qkv", "attention_out", "ffn_out"):
             setattr(layer, name, Fp8Linear(getattr(layer, name), amax[f"{index}.{name}"], native))
         layer.ffn_in = Fp8GeluLinear(layer.ffn_in, amax[f"{index}.ffn_in"], native, layer.ffn_out.input_scale)
+        layer.attention_norm = Fp8AddNorm(layer.attention_norm, layer.ffn_in.input_scale, native)
+    for layer, following in zip(layers[:-1], layers[1:], strict=True):
+        layer.ffn_norm = Fp8AddNorm(layer.ffn_norm, following.qkv.input_scale, native)

@@ -40,6 +40,18 @@ def linear_tanh_gelu(hidden: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
     return torch._addmm_activation(linear.bias, hidden, linear.weight.t(), use_gelu=True)
 
 
+class AddNorm(nn.LayerNorm):
+    """LayerNorm of a sublayer's output plus its residual.
+
+    Returns the result twice: as the next residual and as the next product's input. fp8 swaps in a
+    fused kernel whose second result is already quantised (sut/fp8.py).
+    """
+
+    def forward(self, output: torch.Tensor, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = super().forward(output + residual)
+        return hidden, hidden
+
+
 class PackedLayer(nn.Module):
     def __init__(self, hidden: int, heads: int, intermediate: int, eps: float):
         super().__init__()
@@ -47,17 +59,19 @@ class PackedLayer(nn.Module):
         self.approximate_gelu = False  # tanh GELU: within 5e-4 of exact, and fusable
         self.qkv = nn.Linear(hidden, 3 * hidden)  # one product instead of three
         self.attention_out = nn.Linear(hidden, hidden)
-        self.attention_norm = nn.LayerNorm(hidden, eps=eps)
+        self.attention_norm = AddNorm(hidden, eps=eps)
         self.ffn_in = nn.Linear(hidden, intermediate)
         self.ffn_out = nn.Linear(intermediate, hidden)
-        self.ffn_norm = nn.LayerNorm(hidden, eps=eps)
+        self.ffn_norm = AddNorm(hidden, eps=eps)
 
-    def forward(self, hidden: torch.Tensor, cu_seqlens: torch.Tensor, max_length: int) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, product_input: torch.Tensor, cu_seqlens: torch.Tensor,
+                max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Takes and returns (hidden, product_input): the latter is hidden itself, or in fp8 its quantised copy."""
         tokens, width = hidden.shape
-        query, key, value = self.qkv(hidden).view(tokens, 3, self.heads, width // self.heads).unbind(1)
+        query, key, value = self.qkv(product_input).view(tokens, 3, self.heads, width // self.heads).unbind(1)
         context = varlen_attention(query, key, value, cu_seqlens, max_length).reshape(tokens, width)
-        hidden = self.attention_norm(hidden + self.attention_out(context))
-        return self.ffn_norm(hidden + self.ffn_out(self._gelu_ffn_in(hidden)))
+        hidden, product_input = self.attention_norm(self.attention_out(context), hidden)
+        return self.ffn_norm(self.ffn_out(self._gelu_ffn_in(product_input)), hidden)
 
     def _gelu_ffn_in(self, hidden: torch.Tensor) -> torch.Tensor:
         if getattr(self.ffn_in, "applies_gelu", False):  # fp8: GELU and the next quantisation are in the product
@@ -122,7 +136,7 @@ class PackedBert(nn.Module):
         """Flat [tokens] ids -> [tokens, 2] (start, end) logits."""
         hidden = (self.word_embeddings(token_ids) + self.position_embeddings(position_ids)
                   + self.token_type_embeddings(segment_ids))
-        hidden = self.embedding_norm(hidden)
+        hidden = product_input = self.embedding_norm(hidden)
         for layer in self.layers:
-            hidden = layer(hidden, cu_seqlens, max_length)
+            hidden, product_input = layer(hidden, product_input, cu_seqlens, max_length)
         return self.qa_outputs(hidden)

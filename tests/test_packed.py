@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -10,9 +12,10 @@ from torch import nn
 from qsl.features import MAX_SEQ_LENGTH
 from sut.batching import batch_inputs
 from sut.cuda_graphs import GRAPH_FAMILIES, graph_shape
-from sut.fp8 import FP8, Fp8GeluLinear, fp8_supported, quantise
+from sut.fp8 import FP8, Fp8AddNorm, Fp8GeluLinear, fp8_supported, quantise
 from sut.huggingface_backend import HuggingFaceBackend
 from sut.models import load_model
+from sut.packed_bert import AddNorm
 from sut.pytorch_backend import TOKEN_MULTIPLE, PackedBackend, pack
 from tests.conftest import MIXED_ROWS, mixed_batch, subset_f1
 
@@ -123,8 +126,11 @@ def test_cuda_graphs_keep_f1(model, features, examples, batch_size):
     assert subset_f1(graphed, features, examples, QUESTIONS, batch_size) == pytest.approx(expected, abs=0.2)
 
 
-@pytest.mark.skipif(not (torch.cuda.is_available() and fp8_supported(torch.device("cuda"))),
-                    reason="needs a CUDA GPU with fp8 (compute capability 8.9+)")
+needs_fp8_gpu = pytest.mark.skipif(not (torch.cuda.is_available() and fp8_supported(torch.device("cuda"))),
+                                   reason="needs a CUDA GPU with fp8 (compute capability 8.9+)")
+
+
+@needs_fp8_gpu
 def test_fp8_gelu_kernel_matches_its_emulation():
     """The Triton product + bias + GELU + quantise kernel against the same maths in fp32 torch ops."""
     torch.manual_seed(0)
@@ -142,3 +148,21 @@ def test_fp8_gelu_kernel_matches_its_emulation():
     # where the sum cancels, a little more (measured on an H100: 0.1% beyond one step, all under 0.1).
     assert (kernel == emulated).float().mean() > 0.98
     torch.testing.assert_close(kernel, emulated, rtol=0.135, atol=0.125)
+
+
+@needs_fp8_gpu
+def test_fp8_add_norm_kernel_matches_its_emulation():
+    """The Triton residual + LayerNorm + quantise kernel against the same maths in fp32 torch ops."""
+    torch.manual_seed(0)
+    norm = AddNorm(1024, eps=1e-12).cuda().half()
+    with torch.no_grad():
+        norm.weight.normal_(1.0, 0.1)
+        norm.bias.normal_(0.0, 0.1)
+    output, residual = (torch.randn(1000, 1024, device="cuda", dtype=torch.float16) * scale for scale in (3, 1))
+    output_scale = torch.tensor(8.0 / 448, device="cuda")
+    hidden, quantised = Fp8AddNorm(norm, output_scale, native=True)(output, residual)
+    expected_hidden, expected_quantised = Fp8AddNorm(copy.deepcopy(norm).float(), output_scale, native=False)(
+        output.float(), residual.float())
+    assert hidden.dtype == torch.float16 and quantised.dtype == FP8
+    torch.testing.assert_close(hidden.float(), expected_hidden, rtol=1e-3, atol=1e-3)  # fp16 rounding
+    assert (quantised.float() == expected_quantised.float()).float().mean() > 0.999
