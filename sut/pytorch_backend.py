@@ -83,6 +83,15 @@ def scatter(batch: PackedBatch, logits: np.ndarray) -> np.ndarray:
     return output
 
 
+def require_fp8_kernels() -> None:
+    """Fail before calibration, with the fix, where the fp8 kernels cannot be built."""
+    try:
+        import sut.fp8_kernels  # noqa: F401
+    except ImportError as error:
+        raise HarnessError(f"PRECISION=fp8 on a GPU needs Triton 3.4 or newer, which comes with torch 2.8+ "
+                           f"(pip install 'torch>=2.8'), or PRECISION=fp16: {error}") from error
+
+
 class PackedBackend:
     name = "pytorch"
     precisions = tuple(DTYPES)
@@ -106,7 +115,9 @@ class PackedBackend:
             if calibration is None:
                 raise ValueError("PRECISION=fp8 needs calibration features")
             native = fp8_supported(self.device)
-            if not native:
+            if native:
+                require_fp8_kernels()
+            else:
                 log(f"fp8 on {self.device} is emulated (needs a CUDA GPU of compute capability 8.9+): "
                     "accuracy is fp8's, speed is not")
             amax = calibrate_input_amax(self.encoder.layers, lambda: self._calibration_batches("fp8 calibration"))

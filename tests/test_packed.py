@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from harness.errors import HarnessError
 from qsl.features import MAX_SEQ_LENGTH
+from sut import pytorch_backend
 from sut.batching import batch_inputs
 from sut.cuda_graphs import GRAPH_FAMILIES, graph_shape
 from sut.fp8 import FP8, Fp8AddNorm, Fp8GeluLinear, fp8_supported, quantise
@@ -166,3 +169,10 @@ def test_fp8_add_norm_kernel_matches_its_emulation():
     assert hidden.dtype == torch.float16 and quantised.dtype == FP8
     torch.testing.assert_close(hidden.float(), expected_hidden, rtol=1e-3, atol=1e-3)  # fp16 rounding
     assert (quantised.float() == expected_quantised.float()).float().mean() > 0.999
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is not None, reason="Triton is installed here")
+def test_fp8_without_triton_names_the_fix(tiny_model, features, monkeypatch):
+    monkeypatch.setattr(pytorch_backend, "fp8_supported", lambda device: True)  # as on an H100
+    with pytest.raises(HarnessError, match=r"needs Triton 3\.4 or newer.*pip install 'torch>=2\.8'"):
+        PackedBackend(tiny_model, "cpu", "fp8", calibration=features)
