@@ -120,10 +120,14 @@ def test_packed_cuda_keeps_f1(model, features, examples, precision):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["fp16", "fp8"])
 @pytest.mark.parametrize("batch_size", [1, 8, 48])
-def test_cuda_graphs_keep_f1(model, features, examples, batch_size):
-    eager = PackedBackend(model, "cuda", "fp16", calibration=features, options={"graphs": "0"}, log=lambda *_: None)
-    graphed = PackedBackend(model, "cuda", "fp16", calibration=features, log=lambda *_: None)
+def test_cuda_graphs_keep_f1(model, features, examples, batch_size, precision):
+    if precision == "fp8" and not fp8_supported(torch.device("cuda")):
+        pytest.skip("needs a CUDA GPU with fp8 (compute capability 8.9+)")
+    eager = PackedBackend(model, "cuda", precision, calibration=features, options={"graphs": "0"},
+                          log=lambda *_: None)
+    graphed = PackedBackend(model, "cuda", precision, calibration=features, log=lambda *_: None)
     assert graphed.graphs is not None and eager.graphs is None
     expected = subset_f1(eager, features, examples, QUESTIONS, batch_size)
     assert subset_f1(graphed, features, examples, QUESTIONS, batch_size) == pytest.approx(expected, abs=0.2)
