@@ -2,8 +2,11 @@
 
 Static scales keep the hot loop free of amax reductions, which cost more than fp8 saves. Each
 encoder linear keeps its weight in fp8 with one scale and quantises its input with a scale fixed
-at calibration. CUDA runs `torch._scaled_mm` (Hopper and newer); elsewhere the same rounding is
-emulated in the model's dtype, which is how the CPU tests measure the accuracy cost.
+at calibration. Where the producer of that input can write fp8 itself (the FFN's first product,
+the LayerNorms), it does, with the consumer's scale, and the separate quantisation pass disappears.
+CUDA runs `torch._scaled_mm` and the Triton kernels of sut/fp8_kernels.py (compute capability 8.9+);
+elsewhere the same rounding is emulated in the model's dtype, which is how the CPU tests measure the
+accuracy cost.
 """
 
 from __future__ import annotations
