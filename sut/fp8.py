@@ -32,6 +32,14 @@ def fp8_supported(device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 9)
 
 
+def fp8_kernels_supported(device: torch.device) -> bool:
+    """The Triton kernels' tiles need Hopper's shared memory (228 KB; Ada has 100 KB): measured on an H100.
+
+    On Ada the products still run in fp8, with GELU, LayerNorm and quantisation in separate kernels.
+    """
+    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (9, 0)
+
+
 class Fp8Linear(nn.Module):
     def __init__(self, linear: nn.Linear, input_amax: float, native: bool):
         super().__init__()
@@ -58,18 +66,19 @@ class Fp8Linear(nn.Module):
 class Fp8GeluLinear(Fp8Linear):
     """The FFN's first product, returning tanh-GELU of it already quantised for the FFN's second product.
 
-    On CUDA one Triton kernel does it all (sut/fp8_kernels.py); elsewhere it is emulated in fp32, as
-    the kernel computes its epilogue.
+    `fused`: one Triton kernel does it all (sut/fp8_kernels.py). Otherwise torch ops do, GELU in fp32
+    as the kernel's epilogue computes it.
     """
 
     applies_gelu = True
 
-    def __init__(self, linear: nn.Linear, input_amax: float, native: bool, output_scale: torch.Tensor):
+    def __init__(self, linear: nn.Linear, input_amax: float, native: bool, output_scale: torch.Tensor, fused: bool):
         super().__init__(linear, input_amax, native)
+        self.fused = fused
         self.register_buffer("output_scale", output_scale)  # the next linear's input scale, shared
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        if self.native:
+        if self.fused:
             from sut.fp8_kernels import product_gelu_quantise  # Triton: CUDA only
 
             return product_gelu_quantise(quantise(inputs, self.input_scale), self.weight, self.bias,
@@ -78,16 +87,16 @@ class Fp8GeluLinear(Fp8Linear):
 
 
 class Fp8AddNorm(nn.Module):
-    """AddNorm whose second result is quantised for the product it feeds (one Triton kernel on CUDA)."""
+    """AddNorm whose second result is quantised for the product it feeds (`fused`: in one Triton kernel)."""
 
-    def __init__(self, norm: AddNorm, output_scale: torch.Tensor, native: bool):
+    def __init__(self, norm: AddNorm, output_scale: torch.Tensor, fused: bool):
         super().__init__()
         self.norm = norm
-        self.native = native
+        self.fused = fused
         self.register_buffer("output_scale", output_scale)  # the next linear's input scale, shared
 
     def forward(self, output: torch.Tensor, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.native:
+        if self.fused:
             from sut.fp8_kernels import add_norm_quantise  # Triton: CUDA only
 
             return add_norm_quantise(output, residual, self.norm.weight, self.norm.bias, self.norm.eps,
@@ -125,7 +134,7 @@ def calibrate_input_amax(layers: nn.ModuleList, run_batches: Callable[[], Iterab
     return amax
 
 
-def quantise_layers(layers: nn.ModuleList, amax: dict[str, float], native: bool) -> None:
+def quantise_layers(layers: nn.ModuleList, amax: dict[str, float], native: bool, fused: bool) -> None:
     """Swap each encoder linear for its fp8 form, and each LayerNorm feeding one for a quantising one.
 
     Call after the model is on its device and dtype. The last layer's output feeds the fp16 QA head.
@@ -133,7 +142,8 @@ def quantise_layers(layers: nn.ModuleList, amax: dict[str, float], native: bool)
     for index, layer in enumerate(layers):
         for name in ("qkv", "attention_out", "ffn_out"):
             setattr(layer, name, Fp8Linear(getattr(layer, name), amax[f"{index}.{name}"], native))
-        layer.ffn_in = Fp8GeluLinear(layer.ffn_in, amax[f"{index}.ffn_in"], native, layer.ffn_out.input_scale)
-        layer.attention_norm = Fp8AddNorm(layer.attention_norm, layer.ffn_in.input_scale, native)
+        layer.ffn_in = Fp8GeluLinear(layer.ffn_in, amax[f"{index}.ffn_in"], native, layer.ffn_out.input_scale,
+                                     fused)
+        layer.attention_norm = Fp8AddNorm(layer.attention_norm, layer.ffn_in.input_scale, fused)
     for layer, following in zip(layers[:-1], layers[1:], strict=True):
-        layer.ffn_norm = Fp8AddNorm(layer.ffn_norm, following.qkv.input_scale, native)
+        layer.ffn_norm = Fp8AddNorm(layer.ffn_norm, following.qkv.input_scale, fused)

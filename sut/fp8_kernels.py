@@ -6,7 +6,8 @@
 - Residual add + LayerNorm writing both the fp16 result (the next residual) and its fp8 copy (the next
   product's input). Inductor did not fuse the quantisation into its LayerNorm kernel: a separate pass
   read the result again.
-Imported only on CUDA (Triton ships with CUDA builds of torch).
+Imported only where they run: CUDA compute capability 9.0+ (sut/fp8.py: fp8_kernels_supported); Triton
+ships with CUDA builds of torch.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from qsl.features import MAX_SEQ_LENGTH, SquadFeatures
 from sut.backend import parse_options
 from sut.batching import batch_inputs
 from sut.cuda_graphs import GraphedEncoder, graph_shape
-from sut.fp8 import calibrate_input_amax, fp8_supported, quantise_layers
+from sut.fp8 import calibrate_input_amax, fp8_kernels_supported, fp8_supported, quantise_layers
 from sut.models import LoadedModel
 from sut.packed_bert import PackedBert
 
@@ -114,14 +114,14 @@ class PackedBackend:
         if precision == "fp8":
             if calibration is None:
                 raise ValueError("PRECISION=fp8 needs calibration features")
-            native = fp8_supported(self.device)
-            if native:
+            native, fused = fp8_supported(self.device), fp8_kernels_supported(self.device)
+            if fused:
                 require_fp8_kernels()
-            else:
+            if not native:
                 log(f"fp8 on {self.device} is emulated (needs a CUDA GPU of compute capability 8.9+): "
                     "accuracy is fp8's, speed is not")
             amax = calibrate_input_amax(self.encoder.layers, lambda: self._calibration_batches("fp8 calibration"))
-            quantise_layers(self.encoder.layers, amax, native)
+            quantise_layers(self.encoder.layers, amax, native, fused)
         self.encoder.use_tanh_gelu(precision != "fp32")  # after calibration: its hooks watch ffn_in as a module
         # fp32 attention loops over sequences in Python, syncing with the host: nothing to gain from
         # compiling, and it cannot be captured in a CUDA graph.

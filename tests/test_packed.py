@@ -15,7 +15,7 @@ from qsl.features import MAX_SEQ_LENGTH
 from sut import pytorch_backend
 from sut.batching import batch_inputs
 from sut.cuda_graphs import GRAPH_FAMILIES, graph_shape
-from sut.fp8 import FP8, Fp8AddNorm, Fp8GeluLinear, fp8_supported, quantise
+from sut.fp8 import FP8, Fp8AddNorm, Fp8GeluLinear, fp8_kernels_supported, fp8_supported, quantise
 from sut.huggingface_backend import HuggingFaceBackend
 from sut.models import load_model
 from sut.packed_bert import AddNorm
@@ -133,11 +133,12 @@ def test_cuda_graphs_keep_f1(model, features, examples, batch_size, precision):
     assert subset_f1(graphed, features, examples, QUESTIONS, batch_size) == pytest.approx(expected, abs=0.2)
 
 
-needs_fp8_gpu = pytest.mark.skipif(not (torch.cuda.is_available() and fp8_supported(torch.device("cuda"))),
-                                   reason="needs a CUDA GPU with fp8 (compute capability 8.9+)")
+needs_fp8_kernels = pytest.mark.skipif(
+    not (torch.cuda.is_available() and fp8_kernels_supported(torch.device("cuda"))),
+    reason="needs a CUDA GPU the fp8 Triton kernels run on (compute capability 9.0+)")
 
 
-@needs_fp8_gpu
+@needs_fp8_kernels
 def test_fp8_gelu_kernel_matches_its_emulation():
     """The Triton product + bias + GELU + quantise kernel against the same maths in fp32 torch ops."""
     torch.manual_seed(0)
@@ -145,8 +146,8 @@ def test_fp8_gelu_kernel_matches_its_emulation():
     inputs = torch.randn(1000, 1024, device="cuda", dtype=torch.float16)  # not a whole number of tiles
     output_scale = torch.tensor(4.0 / 448, device="cuda")
     amax = float(inputs.abs().max())
-    native = Fp8GeluLinear(linear, amax, native=True, output_scale=output_scale)
-    emulated = Fp8GeluLinear(linear.float(), amax, native=False, output_scale=output_scale)
+    native = Fp8GeluLinear(linear, amax, native=True, output_scale=output_scale, fused=True)
+    emulated = Fp8GeluLinear(linear.float(), amax, native=False, output_scale=output_scale, fused=False)
     quantised = quantise(inputs, native.input_scale)  # both take the same fp8 inputs as they are
     kernel, emulated = native(quantised), emulated(quantised)
     assert kernel.dtype == emulated.dtype == FP8 and kernel.shape == (1000, 4096)
@@ -157,7 +158,7 @@ def test_fp8_gelu_kernel_matches_its_emulation():
     torch.testing.assert_close(kernel, emulated, rtol=0.135, atol=0.125)
 
 
-@needs_fp8_gpu
+@needs_fp8_kernels
 def test_fp8_add_norm_kernel_matches_its_emulation():
     """The Triton residual + LayerNorm + quantise kernel against the same maths in fp32 torch ops."""
     torch.manual_seed(0)
@@ -167,8 +168,8 @@ def test_fp8_add_norm_kernel_matches_its_emulation():
         norm.bias.normal_(0.0, 0.1)
     output, residual = (torch.randn(1000, 1024, device="cuda", dtype=torch.float16) * scale for scale in (3, 1))
     output_scale = torch.tensor(8.0 / 448, device="cuda")
-    hidden, quantised = Fp8AddNorm(norm, output_scale, native=True)(output, residual)
-    expected_hidden, expected_quantised = Fp8AddNorm(copy.deepcopy(norm).float(), output_scale, native=False)(
+    hidden, quantised = Fp8AddNorm(norm, output_scale, fused=True)(output, residual)
+    expected_hidden, expected_quantised = Fp8AddNorm(copy.deepcopy(norm).float(), output_scale, fused=False)(
         output.float(), residual.float())
     assert hidden.dtype == torch.float16 and quantised.dtype == FP8
     torch.testing.assert_close(hidden.float(), expected_hidden, rtol=1e-3, atol=1e-3)  # fp16 rounding
@@ -177,6 +178,7 @@ def test_fp8_add_norm_kernel_matches_its_emulation():
 
 @pytest.mark.skipif(importlib.util.find_spec("triton") is not None, reason="Triton is installed here")
 def test_fp8_without_triton_names_the_fix(tiny_model, features, monkeypatch):
-    monkeypatch.setattr(pytorch_backend, "fp8_supported", lambda device: True)  # as on an H100
+    for check in ("fp8_supported", "fp8_kernels_supported"):
+        monkeypatch.setattr(pytorch_backend, check, lambda device: True)  # as on an H100
     with pytest.raises(HarnessError, match=r"needs Triton 3\.4 or newer.*pip install 'torch>=2\.8'"):
         PackedBackend(tiny_model, "cpu", "fp8", calibration=features)
