@@ -4,9 +4,9 @@ Static scales keep the hot loop free of amax reductions, which cost more than fp
 encoder linear keeps its weight in fp8 with one scale and quantises its input with a scale fixed
 at calibration. Where the producer of that input can write fp8 itself (the FFN's first product,
 the LayerNorms), it does, with the consumer's scale, and the separate quantisation pass disappears.
-CUDA runs `torch._scaled_mm` and the Triton kernels of sut/fp8_kernels.py (compute capability 8.9+);
-elsewhere the same rounding is emulated in the model's dtype, which is how the CPU tests measure the
-accuracy cost.
+CUDA runs `torch._scaled_mm` (compute capability 8.9+) and, from 9.0, the Triton kernels of
+sut/fp8_kernels.py; elsewhere the same rounding is emulated in the model's dtype, which is how the
+CPU tests measure the accuracy cost.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class Fp8GeluLinear(Fp8Linear):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         if self.fused:
-            from sut.fp8_kernels import product_gelu_quantise  # Triton: CUDA only
+            from sut.fp8_kernels import product_gelu_quantise  # Triton: imported only where fused
 
             return product_gelu_quantise(quantise(inputs, self.input_scale), self.weight, self.bias,
                                          self.input_scale, self.weight_scale, self.output_scale)
@@ -97,7 +97,7 @@ class Fp8AddNorm(nn.Module):
 
     def forward(self, output: torch.Tensor, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.fused:
-            from sut.fp8_kernels import add_norm_quantise  # Triton: CUDA only
+            from sut.fp8_kernels import add_norm_quantise  # Triton: imported only where fused
 
             return add_norm_quantise(output, residual, self.norm.weight, self.norm.bias, self.norm.eps,
                                      self.output_scale)

@@ -74,8 +74,6 @@ def test_graph_bucket_layout_gives_the_same_logits(tiny_model, features, rows):
 
 
 def test_graphs_need_cuda_and_half_precision(tiny_model):
-    from harness.errors import HarnessError
-
     with pytest.raises(HarnessError, match="graphs=1 needs a CUDA device"):
         PackedBackend(tiny_model, "cpu", "fp32", options={"graphs": "1"})
 
