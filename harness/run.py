@@ -74,6 +74,10 @@ def resolve_device(device: str) -> str:
         if not torch.cuda.is_available():
             raise HarnessError(f"DEVICE={device} but no CUDA GPU is visible to torch {torch.__version__}; "
                                "use DEVICE=cpu, or install a CUDA build of torch on a GPU machine")
+        index = device.partition(":")[2]
+        if index and not (index.isdigit() and int(index) < torch.cuda.device_count()):
+            raise HarnessError(f"DEVICE={device} is not a visible GPU; this machine shows "
+                               f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
         return device
     raise HarnessError(f"unknown DEVICE={device}; choose cpu, cuda or cuda:N")
 
@@ -89,6 +93,13 @@ def resolve_count(count: str | None, default: int | None) -> int | None:
         raise HarnessError(f"COUNT={count} is not a number; give a sample count or COUNT=full") from None
     if value < 1:
         raise HarnessError(f"COUNT must be at least 1, got {value}")
+    return value
+
+
+def resolve_batch_size(batch_size: int | None, default: int) -> int:
+    value = default if batch_size is None else batch_size
+    if value < 1:
+        raise HarnessError(f"BATCH_SIZE must be at least 1, got {value}")
     return value
 
 
@@ -158,7 +169,7 @@ def run(options: RunOptions, accuracy: bool, log=print) -> tuple[Path, ResolvedR
     device = resolve_device(options.device or system.device)
     precision = check_choice("PRECISION", options.precision or system.precision, PRECISIONS)
     count = resolve_count(options.count, system.default_count)
-    batch_size = options.batch_size or system.batch_size
+    batch_size = resolve_batch_size(options.batch_size, system.batch_size)
     features = load_features(options.build_dir / "data" / "squad_features.npz", log=log)
     model = load_model(options.model, options.build_dir, allow_random=not accuracy,
                        trust_checkpoint=options.trust_checkpoint, log=log,

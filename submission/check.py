@@ -224,7 +224,7 @@ def check_tree(root: Path, layout: str, short: bool) -> Report:
         required = REQUIRED_SCENARIOS.get(str(system.get("system_type", "edge")).split(",")[0], ())
         for scenario in required:
             if scenario not in scenarios:
-                report.full_only(f"required scenario {scenario} for a {system.get('system_type')} system is "
+                report.full_only(f"required scenario {scenario} for system type {system.get('system_type')} is "
                                  f"missing: run `make perf SCENARIO={scenario}` and "
                                  f"`make accuracy SCENARIO={scenario}`")
     return report

@@ -31,13 +31,13 @@ def parse_options(options: dict[str, str] | None, allowed: dict[str, type], back
         kind = allowed[key]
         if kind is bool:
             if text.lower() not in ("0", "1", "true", "false", "yes", "no"):
-                raise HarnessError(f"option {key}={text}: give 1 or 0")
+                raise HarnessError(f"BACKEND_OPTIONS {key}={text}: give {key}=1 or {key}=0")
             parsed[key] = text.lower() in ("1", "true", "yes")
         elif kind is int:
             try:
                 parsed[key] = int(text)
             except ValueError:
-                raise HarnessError(f"option {key}={text}: give a whole number") from None
+                raise HarnessError(f"BACKEND_OPTIONS {key}={text}: give a whole number") from None
         else:
             parsed[key] = text
     return parsed

@@ -72,6 +72,11 @@ def random_bert_large(seed: int = 0) -> LoadedModel:
 def _load_state_dict(path: Path, trust_checkpoint: bool) -> dict:
     import torch
 
+    with path.open("rb") as file:
+        magic = file.read(2)
+    if magic != b"PK" and magic[:1] != b"\x80":  # torch.save writes a zip archive, or a pickle in old torch
+        raise HarnessError(f"{path} is not a PyTorch checkpoint (neither a torch.save archive nor a pickle); "
+                           "pass a model.pytorch file, a Hugging Face model directory, or an .onnx file")
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust_checkpoint)
     except pickle.UnpicklingError as error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ TINY_CONFIG = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads":
                "vocab_size": 30522, "max_position_embeddings": 512, "type_vocab_size": 2,
                "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
                "initializer_range": 0.02}
+README = Path(__file__).parents[1] / "README.md"
 
 
 def logs_in(build_dir):
@@ -31,7 +33,9 @@ def logs_in(build_dir):
     (["--system", "dgx-moon"], "unknown SYSTEM=dgx-moon"),
     (["--count", "many"], "COUNT=many is not a number"),
     (["--count", "0"], "COUNT must be at least 1"),
+    (["--batch-size", "-3"], "BATCH_SIZE must be at least 1, got -3"),
     (["--model", "/no/such/model"], "MODEL=/no/such/model does not exist"),
+    (["--model", str(README)], "README.md is not a PyTorch checkpoint"),
 ])
 def test_bad_run_options(tmp_path, build_dir, features, arguments, message):
     before = logs_in(build_dir)
@@ -47,6 +51,7 @@ def test_bad_run_options(tmp_path, build_dir, features, arguments, message):
     (["--backend", "onnxruntime", "--precision", "fp16"], "ONNX Runtime fp16 is for GPUs"),
     (["--backend-option", "optimise=1"], "BACKEND=pytorch has no option 'optimise'; it accepts: compile"),
     (["--backend-option", "compile"], "backend option 'compile' is not KEY=VALUE"),
+    (["--backend-option", "graphs=2"], "BACKEND_OPTIONS graphs=2: give graphs=1 or graphs=0"),
     (["--backend", "tensorrt"], "pip install '.[tensorrt]'"),
 ])
 def test_bad_backend_choices(tmp_path, build_dir, features, tiny_random_model, arguments, message):
