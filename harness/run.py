@@ -8,6 +8,7 @@ import os
 import shlex
 import shutil
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -155,6 +156,37 @@ def quick_run_note(count: int) -> str:
             + "=" * 78 + "\n")
 
 
+def start_test(sut_handle, qsl_handle, settings, log_settings, work_dir: Path) -> None:
+    """LoadGen's StartTest, with Ctrl-C honoured.
+
+    StartTest blocks in C++, where Python never sees Ctrl-C until the run ends (up to 10 minutes
+    or more), so it runs in a thread while the main thread waits. LoadGen cannot be stopped once a
+    test has begun, so an interrupt ends the process at once, its logs left as they were.
+    """
+    import mlperf_loadgen as lg
+
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            lg.StartTestWithLogSettings(sut_handle, qsl_handle, settings, log_settings)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the calling thread
+            failure.append(error)
+
+    thread = threading.Thread(target=target, name="loadgen", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.2)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: LoadGen stopped mid-run; this run's incomplete logs are in {work_dir} "
+              "(not a result)", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(130)  # LoadGen's threads cannot be joined mid-test; a normal exit aborts in C++
+    if failure:
+        raise failure[0]
+
+
 def run(options: RunOptions, accuracy: bool, log=print) -> tuple[Path, ResolvedRun]:
     import mlperf_loadgen as lg
 
@@ -202,7 +234,7 @@ def run(options: RunOptions, accuracy: bool, log=print) -> tuple[Path, ResolvedR
     resolved.start_utc = utc_now()
     started = time.perf_counter()
     try:
-        lg.StartTestWithLogSettings(sut.handle, qsl.handle, settings, log_settings)
+        start_test(sut.handle, qsl.handle, settings, log_settings, work_dir)
     finally:
         sut.close()
         qsl.close()

@@ -117,3 +117,31 @@ def test_backend_failure_mid_run_still_lets_loadgen_finish(tmp_path, features):
     sut.close()
     qsl.close()
     assert isinstance(sut.error, RuntimeError) and sut.samples_done == 64
+
+
+def test_ctrl_c_stops_a_run_at_once(tmp_path, build_dir, features, tiny_random_model):
+    """LoadGen blocks in C++; Ctrl-C must still end the run promptly, and leave no result behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    command = [sys.executable, "-m", "harness", "perf", "--scenario", "Server", "--count", "300",
+               "--model", str(tiny_random_model), "--build-dir", str(build_dir)]  # ~300 s at 1 query/s
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    for line in process.stdout:
+        if "PerformanceOnly" in line:  # LoadGen is about to start
+            break
+    time.sleep(2)
+    process.send_signal(signal.SIGINT)
+    interrupted = time.monotonic()
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and time.monotonic() - interrupted < 10
+    assert "interrupted: LoadGen stopped mid-run" in stderr and "(not a result)" in stderr
+    partial = build_dir / "logs" / tiny_random_model.name / "pytorch" / "Server" / "performance" / "run_1.partial"
+    assert partial.is_dir() and not (partial / "run_info.json").exists()
