@@ -61,11 +61,15 @@ def mixed_batch(features):
     return batch_inputs(features, MIXED_ROWS, pad_multiple=1)
 
 
+def cli_environment() -> dict[str, str]:
+    """The environment the harness runs in under test: this one, with this repo importable."""
+    return {**os.environ, "PYTHONPATH": str(REPO)}
+
+
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """The harness as a user runs it, in `cwd`, with this repo importable."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)
+    """The harness as a user runs it, in `cwd`."""
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=cli_environment(), capture_output=True,
+                          text=True, timeout=600)
 
 
 def subset_f1(backend, features, examples, example_count: int, batch_size: int = 32) -> float:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import cli_environment, run_cli
 
 
 def test_offline_quick_run_with_tiny_random_bert(tmp_path, build_dir, features, tiny_random_model):
@@ -121,17 +125,9 @@ def test_backend_failure_mid_run_still_lets_loadgen_finish(tmp_path, features):
 
 def test_ctrl_c_stops_a_run_at_once(tmp_path, build_dir, features, tiny_random_model):
     """LoadGen blocks in C++; Ctrl-C must still end the run promptly, and leave no result behind."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from tests.conftest import REPO
-
     command = [sys.executable, "-m", "harness", "perf", "--scenario", "Server", "--count", "300",
                "--model", str(tiny_random_model), "--build-dir", str(build_dir)]  # ~300 s at 1 query/s
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    env = {**cli_environment(), "PYTHONUNBUFFERED": "1"}  # the start line arrives as it is printed
     process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     for line in process.stdout:
