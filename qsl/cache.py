@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ def _read_cache(path: Path, key: str) -> SquadFeatures | None:
             if str(cached["cache_key"]) != key:
                 return None
             return SquadFeatures(**{name: cached[name] for name in SquadFeatures.__dataclass_fields__})
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):  # truncated or not an npz at all
         return None
 
 

@@ -70,14 +70,19 @@ def test_whitespace_split_matches_reference_rules():
     assert split_whitespace("x\u00a0y") == ["x\u00a0y"]  # only the reference's whitespace set splits
 
 
-def test_stale_cache_is_rebuilt(tmp_path, features):
+@pytest.mark.parametrize("damage", ["other key", "truncated", "not an npz"])
+def test_stale_or_damaged_cache_is_rebuilt(tmp_path, features, damage):
     cache = tmp_path / "features.npz"
     arrays = {**features.as_arrays(), "cache_key": np.array("from another dataset or vocab")}
     arrays["input_ids"] = np.zeros_like(features.input_ids)
     np.savez(cache, **arrays)
+    if damage == "truncated":  # an interrupted copy: the zip directory at the end is missing
+        cache.write_bytes(cache.read_bytes()[:100_000])
+    elif damage == "not an npz":
+        cache.write_text("features")
     messages = []
     rebuilt = load_features(cache, log=messages.append)
-    assert any("stale" in message for message in messages)
+    assert any("stale or unreadable" in message for message in messages)
     assert np.array_equal(rebuilt.input_ids, features.input_ids)
 
 
