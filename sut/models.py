@@ -109,9 +109,24 @@ def load_mlperf_checkpoint(path: Path, trust_checkpoint: bool = False, log=print
     if not isinstance(state_dict, dict):
         raise HarnessError(f"{path} is not a state dict (found {type(state_dict).__name__})")
     module = BertForQuestionAnswering(config)
+    _check_shapes(path, state_dict, module.state_dict(), config_path.is_file())
     result = module.load_state_dict(state_dict, strict=False)
     _check_keys(path, result.missing_keys, result.unexpected_keys, log)
     return LoadedModel(module.eval(), "bert-large-mlperf", str(path), is_random=False)
+
+
+def _check_shapes(path: Path, state_dict: dict, expected: dict, has_config: bool) -> None:
+    """A checkpoint of another size names its first misfit and where the size comes from, not 400 lines of torch."""
+    misfits = [key for key, tensor in state_dict.items()
+               if key in expected and getattr(tensor, "shape", None) not in (None, expected[key].shape)]
+    if not misfits:
+        return
+    key = misfits[0]
+    source = ("the bert_config.json beside it" if has_config
+              else "BERT-Large's configuration, as no bert_config.json lies beside it")
+    raise HarnessError(f"{path} does not fit {source}: {len(misfits)} weights differ in shape, first {key} "
+                       f"({list(state_dict[key].shape)} in the file, {list(expected[key].shape)} expected); "
+                       "place the model's own bert_config.json next to it")
 
 
 def load_hf_directory(path: Path, log=print) -> LoadedModel:

@@ -140,3 +140,18 @@ def test_pickled_checkpoint_needs_explicit_trust(tmp_path):
     with pytest.raises(HarnessError, match="TRUST_CHECKPOINT=1"):
         load_model(str(path), tmp_path, allow_random=False)
     assert not load_model(str(path), tmp_path, allow_random=False, trust_checkpoint=True).is_random
+
+
+@pytest.mark.parametrize("config", ["none", "wrong"])
+def test_checkpoint_of_another_size_names_the_config(tmp_path, config):
+    from transformers import BertForQuestionAnswering
+
+    path = save_checkpoint(tmp_path / "small", BertForQuestionAnswering)
+    if config == "none":
+        (path.parent / "bert_config.json").unlink()
+        message = r"does not fit BERT-Large's configuration, as no bert_config.json lies beside it"
+    else:
+        (path.parent / "bert_config.json").write_text(json.dumps({**TINY_CONFIG, "hidden_size": 64}))
+        message = r"does not fit the bert_config.json beside it"
+    with pytest.raises(HarnessError, match=message + r": \d+ weights differ in shape, first bert\.embeddings"):
+        load_model(str(path), tmp_path, allow_random=False)
