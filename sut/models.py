@@ -116,7 +116,7 @@ def load_mlperf_checkpoint(path: Path, trust_checkpoint: bool = False, log=print
 
 
 def _check_shapes(path: Path, state_dict: dict, expected: dict, has_config: bool) -> None:
-    """A checkpoint of another size names its first misfit and where the size comes from, not 400 lines of torch."""
+    """A checkpoint of another size: name its first misfit and where the expected size came from."""
     misfits = [key for key, tensor in state_dict.items()
                if key in expected and getattr(tensor, "shape", None) not in (None, expected[key].shape)]
     if not misfits:
