@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.cli_common import run_main
+
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "benchmarks.md"
 REFERENCE_BATCH1_SAMPLES = 200
@@ -220,4 +222,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.cli_common import run_main
+
 TARGET_RATE = 9_100  # samples/s: the H100 Offline record this harness aims at
 
 
@@ -95,4 +97,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -83,6 +83,9 @@ def official_checker(checkout: Path, root: Path, submitter: str, version: str, s
 def main() -> int:
     args = parser().parse_args()
     if args.check is not None:
+        if not args.check.is_dir():
+            raise HarnessError(f"--check {args.check}: no such folder; give the unpacked tree, the folder that "
+                               "holds the division folder (e.g. build/submission/mlperf_submission_short)")
         report = check_tree(args.check, args.layout, args.short)
         print_report(report)
         return 0 if report.passed else 1

@@ -155,3 +155,15 @@ def test_checkpoint_of_another_size_names_the_config(tmp_path, config):
         message = r"does not fit the bert_config.json beside it"
     with pytest.raises(HarnessError, match=message + r": \d+ weights differ in shape, first bert\.embeddings"):
         load_model(str(path), tmp_path, allow_random=False)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["submission", "--check", "/no/such/tree"], "--check /no/such/tree: no such folder"),
+    (["benchmarks.bench", "--model", "/no/such/model"], "small real model, not found at /no/such/model"),
+], ids=["submission check", "bench"])
+def test_other_commands_refuse_missing_paths(tmp_path, build_dir, features, arguments, message):
+    if "benchmarks.bench" in arguments and torch.cuda.is_available():
+        pytest.skip("on a GPU, make bench times BERT-Large, not the small model")
+    result = run_cli(*arguments, "--build-dir", str(build_dir), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and message in result.stderr and "Traceback" not in result.stderr
