@@ -27,6 +27,8 @@ def read_accuracy_log(path: Path, num_features: int, seq_length: int, dtype: str
     """sample index -> float64 [seq_length, 2] (start, end) logits; a repeated index keeps its last entry."""
     if dtype not in DTYPES:
         raise HarnessError(f"unknown output dtype {dtype}; choose one of {', '.join(DTYPES)}")
+    if path.is_dir():
+        raise HarnessError(f"accuracy log {path} is a folder; give the mlperf_log_accuracy.json file in it")
     if not path.is_file():
         raise HarnessError(f"accuracy log {path} not found; run `make accuracy` first")
     try:

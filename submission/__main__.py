@@ -84,8 +84,9 @@ def main() -> int:
     args = parser().parse_args()
     if args.check is not None:
         if not args.check.is_dir():
-            raise HarnessError(f"--check {args.check}: no such folder; give the unpacked tree, the folder that "
-                               "holds the division folder (e.g. build/submission/mlperf_submission_short)")
+            problem = "is a file: unpack it and give" if args.check.is_file() else "no such folder; give"
+            raise HarnessError(f"--check {args.check}: {problem} the unpacked tree, the folder that holds the "
+                               "division folder (e.g. build/submission/mlperf_submission_short)")
         report = check_tree(args.check, args.layout, args.short)
         print_report(report)
         return 0 if report.passed else 1
