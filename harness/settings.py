@@ -43,16 +43,59 @@ def detect_system() -> str:
     return "gpu"
 
 
+# The user.conf keys LoadGen reads for each scenario (its TestSettings::FromConfig), less `mode`, which the
+# harness sets. LoadGen ignores any other key without a word, so a typo would silently run with defaults.
+COMMON_LOADGEN_KEYS = (
+    "min_duration", "max_duration", "min_query_count", "max_query_count", "qsl_rng_seed", "sample_index_rng_seed",
+    "schedule_rng_seed", "accuracy_log_rng_seed", "accuracy_log_probability", "accuracy_log_sampling_target",
+    "print_timestamps", "performance_issue_unique", "performance_issue_same", "performance_issue_same_index",
+    "performance_sample_count_override", "accuracy_sample_count_override", "sample_concatenate_permutation")
+LOADGEN_KEYS = {
+    "Offline": ("target_qps",),
+    "Server": ("target_qps", "target_latency", "target_latency_percentile", "max_async_queries", "coalesce_queries"),
+    "SingleStream": ("target_latency", "target_latency_percentile"),
+    "MultiStream": ("target_latency", "target_latency_percentile", "samples_per_query"),
+}
+
+
 def load_system(name: str) -> SystemConfig:
     path = SYSTEMS_DIR / f"{name}.json"
     if not path.is_file():
         raise HarnessError(f"unknown SYSTEM={name}; choose one of {', '.join(known_systems())} "
                            f"or add {path}")
     try:
-        data = json.loads(path.read_text())
-        return SystemConfig(name=name, **data)
+        system = SystemConfig(name=name, **json.loads(path.read_text()))
     except (json.JSONDecodeError, TypeError) as error:
         raise HarnessError(f"{path} is not a valid system file ({error})") from error
+    problem = system_file_problem(system)
+    if problem:
+        raise HarnessError(f"{path}: {problem}")
+    return system
+
+
+def system_file_problem(system: SystemConfig) -> str | None:
+    for key in ("device", "precision", "description"):
+        if not isinstance(getattr(system, key), str):
+            return f"{key} must be a string, not {getattr(system, key)!r}"
+    for key, allow_none in (("batch_size", False), ("max_tokens", True), ("default_count", True)):
+        value = getattr(system, key)
+        if not ((value is None and allow_none) or (type(value) is int and value >= 1)):
+            return f"{key} must be a whole number of at least 1{' or null' if allow_none else ''}, not {value!r}"
+    if not isinstance(system.loadgen, dict):
+        return "loadgen must map scenarios to LoadGen settings"
+    for scenario, values in system.loadgen.items():
+        if scenario not in SCENARIOS:
+            return f"loadgen.{scenario} is not a scenario; use {', '.join(SCENARIOS)}"
+        if not isinstance(values, dict):
+            return f"loadgen.{scenario} must map LoadGen setting names to numbers"
+        for key, value in values.items():
+            if key not in (*LOADGEN_KEYS[scenario], *COMMON_LOADGEN_KEYS):
+                return (f"loadgen.{scenario}.{key} is not a LoadGen setting for {scenario} (LoadGen would ignore "
+                        f"it); {scenario} takes {', '.join(LOADGEN_KEYS[scenario])}, and every scenario "
+                        f"{', '.join(COMMON_LOADGEN_KEYS)}")
+            if type(value) not in (int, float):
+                return f"loadgen.{scenario}.{key} must be a number, not {value!r}"
+    return None
 
 
 def check_scenario(scenario: str) -> str:

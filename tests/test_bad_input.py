@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,31 @@ def test_other_commands_refuse_wrong_paths(tmp_path, build_dir, features, argume
     result = run_cli(*arguments, "--build-dir", str(build_dir), cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"loadgen": {"Offline": {"target_qs": 50}}}, "loadgen.Offline.target_qs is not a LoadGen setting for Offline"),
+    ({"loadgen": {"Offline": {"target_latency": 50}}}, "Offline takes target_qps, and every scenario min_duration"),
+    ({"loadgen": {"offline": {"target_qps": 50}}}, "loadgen.offline is not a scenario"),
+    ({"loadgen": {"Server": {"target_qps": "3000"}}}, "loadgen.Server.target_qps must be a number, not '3000'"),
+    ({"batch_size": "8"}, "batch_size must be a whole number of at least 1, not '8'"),
+    ({"max_tokens": 0}, "max_tokens must be a whole number of at least 1 or null, not 0"),
+    ({"batchsize": 8}, "not a valid system file (SystemConfig.__init__() got an unexpected keyword argument"),
+])
+def test_bad_system_file(tmp_path, monkeypatch, change, message):
+    from configs import SYSTEMS_DIR
+    from harness.settings import load_system
+
+    system = {**json.loads((SYSTEMS_DIR / "cpu.json").read_text()), **change}
+    (tmp_path / "edited.json").write_text(json.dumps(system))
+    monkeypatch.setattr("harness.settings.SYSTEMS_DIR", tmp_path)
+    with pytest.raises(HarnessError, match=re.escape(message)):
+        load_system("edited")
+
+
+def test_shipped_system_files_are_valid():
+    from harness.settings import known_systems, load_system
+
+    assert {"cpu", "gpu", "h100", "h200"} <= set(known_systems())
+    for name in known_systems():
+        assert load_system(name).loadgen
