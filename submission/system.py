@@ -31,14 +31,28 @@ INTEGER_FIELDS = ("number_of_nodes", "accelerators_per_node", "host_processors_p
 AVAILABILITIES = ("available", "preview", "rdi")
 
 
+SUBMISSION_KEYS = ("submitter", "division", "availability", "system_type", "system_type_detail", "system_name",
+                   "system_id", "system")
+
+
 def load_submission_config(path: Path | None = None) -> dict:
+    """configs/submission.json; a misspelt key is refused rather than left to fall back to its default."""
     path = path or SUBMISSION_CONFIG
     try:
-        return json.loads(path.read_text())
+        settings = json.loads(path.read_text())
     except FileNotFoundError:
         raise HarnessError(f"submission config {path} not found") from None
     except json.JSONDecodeError as error:
         raise HarnessError(f"submission config {path} is not valid JSON ({error})") from error
+    if not isinstance(settings, dict):
+        raise HarnessError(f"submission config {path} must be a JSON object")
+    unknown = sorted(set(settings) - set(SUBMISSION_KEYS))
+    if unknown:
+        raise HarnessError(f"submission config {path}: unknown key {', '.join(unknown)}; the keys are "
+                           f"{', '.join(SUBMISSION_KEYS)} (system description fields go inside \"system\")")
+    if not isinstance(settings.get("system", {}), dict):
+        raise HarnessError(f"submission config {path}: \"system\" must be an object of system description fields")
+    return settings
 
 
 def _lscpu() -> dict[str, str]:

@@ -198,3 +198,23 @@ def test_shipped_system_files_are_valid():
     assert {"cpu", "gpu", "h100", "h200"} <= set(known_systems())
     for name in known_systems():
         assert load_system(name).loadgen
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"submiter": "Us"}, "unknown key submiter; the keys are submitter, division"),
+    ({"system": "a GPU"}, '"system" must be an object'),
+    (["MyTeam"], "must be a JSON object"),
+])
+def test_bad_submission_config(tmp_path, settings, message):
+    from submission.system import load_submission_config
+
+    path = tmp_path / "submission.json"
+    path.write_text(json.dumps(settings))
+    with pytest.raises(HarnessError, match=re.escape(message)):
+        load_submission_config(path)
+
+
+def test_shipped_submission_config_is_valid():
+    from submission.system import load_submission_config
+
+    assert load_submission_config()["submitter"]
