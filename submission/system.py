@@ -29,8 +29,6 @@ REQUIRED_FIELDS = (
 )
 INTEGER_FIELDS = ("number_of_nodes", "accelerators_per_node", "host_processors_per_node", "host_processor_core_count")
 AVAILABILITIES = ("available", "preview", "rdi")
-
-
 SUBMISSION_KEYS = ("submitter", "division", "availability", "system_type", "system_type_detail", "system_name",
                    "system_id", "system")
 
