@@ -34,10 +34,9 @@ def parse_options(options: dict[str, str] | None, allowed: dict[str, type], back
                 raise HarnessError(f"BACKEND_OPTIONS {key}={text}: give {key}=1 or {key}=0")
             parsed[key] = text.lower() in ("1", "true", "yes")
         elif kind is int:
-            try:
-                parsed[key] = int(text)
-            except ValueError:
-                raise HarnessError(f"BACKEND_OPTIONS {key}={text}: give a whole number") from None
+            if not text.isdigit():  # counts and sizes: no sign, so -2 threads is refused, not passed on
+                raise HarnessError(f"BACKEND_OPTIONS {key}={text}: give a whole number, 0 or more")
+            parsed[key] = int(text)
         else:
             parsed[key] = text
     return parsed

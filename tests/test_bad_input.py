@@ -53,6 +53,8 @@ def test_bad_run_options(tmp_path, build_dir, features, arguments, message):
     (["--backend-option", "optimise=1"], "BACKEND=pytorch has no option 'optimise'; it accepts: compile"),
     (["--backend-option", "compile"], "backend option 'compile' is not KEY=VALUE"),
     (["--backend-option", "graphs=2"], "BACKEND_OPTIONS graphs=2: give graphs=1 or graphs=0"),
+    (["--backend", "onnxruntime", "--backend-option", "intra_threads=-2"],
+     "BACKEND_OPTIONS intra_threads=-2: give a whole number, 0 or more"),
     (["--backend", "tensorrt"], "pip install '.[tensorrt]'"),
 ])
 def test_bad_backend_choices(tmp_path, build_dir, features, tiny_random_model, arguments, message):
