@@ -38,7 +38,7 @@ help:
 	@echo "Variables: SCENARIO=$(SCENARIO) BACKEND=$(BACKEND) MODEL= DEVICE= PRECISION= COUNT= SYSTEM= BATCH_SIZE="
 	@echo "           BACKEND_OPTIONS=\"key=value ...\" (backend settings, e.g. optimize=0 or providers=tensorrt)"
 	@echo "           BUILD=$(BUILD) PYTHON= TORCH_SPEC=$(TORCH_SPEC) TRUST_CHECKPOINT=1 TRACE=1"
-	@echo "Submission: SHORT=$(SHORT) LAYOUT=$(LAYOUT) CHECKER=<mlcommons/inference checkout> SUBMITTER="
+	@echo "Submission: SHORT=$(SHORT) LAYOUT=$(LAYOUT) CHECKER=<mlcommons/inference checkout> SUBMITTER= BACKEND="
 	@echo "Details: README.md, or $(PYTHON) -m harness perf --help"
 
 setup: .venv/.installed
@@ -61,7 +61,8 @@ accuracy: $(ENV)
 
 submission: $(ENV)
 	$(PYTHON) -m submission --build-dir $(BUILD) --layout $(LAYOUT) $(if $(filter 1,$(SHORT)),--short) \
-		$(if $(CHECKER),--checker $(CHECKER)) $(if $(SUBMITTER),--submitter $(SUBMITTER))
+		$(if $(CHECKER),--checker $(CHECKER)) $(if $(SUBMITTER),--submitter $(SUBMITTER)) \
+		$(if $(filter command line environment,$(origin BACKEND)),--backend $(BACKEND))
 
 download: $(ENV)
 	$(PYTHON) -m harness download --build-dir $(BUILD)

@@ -29,24 +29,9 @@ def _read_info(run_dir: Path) -> dict | None:
         raise HarnessError(f"{path} is unreadable ({error}); rerun that step") from error
 
 
-def find_runs(build_dir: Path, model: str | None = None, backend: str | None = None) -> list[ScenarioRuns]:
-    """Scenarios with both a performance and an accuracy run of one model and backend (the newest, by default)."""
-    logs = build_dir / "logs"
-    candidates: dict[tuple[str, str], str] = {}  # (model, backend) -> newest end time
-    for info_path in logs.glob("*/*/*/*/**/run_info.json"):
-        info = json.loads(info_path.read_text())
-        key = (info["model_name"], info["backend"])
-        candidates[key] = max(candidates.get(key, ""), info.get("end_utc", ""))
-    candidates = {key: end for key, end in candidates.items()
-                  if (model is None or key[0] == model) and (backend is None or key[1] == backend)}
-    if not candidates:
-        wanted = " ".join(part for part in (f"MODEL={model}" if model else "", f"BACKEND={backend}" if backend else "")
-                          if part)
-        raise HarnessError(f"no runs found under {logs}{' for ' + wanted if wanted else ''}; "
-                           "run `make perf` and `make accuracy` first")
-    model_name, backend_name = max(candidates, key=candidates.get)
-    runs = []
-    missing = []
+def _scenario_runs(logs: Path, model_name: str, backend_name: str) -> tuple[list[ScenarioRuns], list[str]]:
+    """The scenarios with both runs, and for each half-done one the command that completes it."""
+    runs, missing = [], []
     for scenario in SCENARIOS:
         base = logs / model_name / backend_name / scenario
         performance_dir, accuracy_dir = base / "performance" / "run_1", base / "accuracy"
@@ -57,9 +42,42 @@ def find_runs(build_dir: Path, model: str | None = None, backend: str | None = N
             missing.append(f"`make accuracy SCENARIO={scenario}` (its performance run exists)")
         elif accuracy_info:
             missing.append(f"`make perf SCENARIO={scenario}` (its accuracy run exists)")
-    if not runs:
+    return runs, missing
+
+
+def find_runs(build_dir: Path, model: str | None = None, backend: str | None = None) -> list[ScenarioRuns]:
+    """Scenarios with both a performance and an accuracy run of one model and backend.
+
+    By default the newest model and backend that has a complete scenario: a later quick run of another
+    backend does not hide a finished pair.
+    """
+    logs = build_dir / "logs"
+    candidates: dict[tuple[str, str], str] = {}  # (model, backend) -> newest end time
+    for info_path in logs.glob("*/*/*/*/**/run_info.json"):
+        info = json.loads(info_path.read_text())
+        key = (info["model_name"], info["backend"])
+        candidates[key] = max(candidates.get(key, ""), info.get("end_utc", ""))
+    candidates = {key: end for key, end in candidates.items()
+                  if (model is None or key[0] == model) and (backend is None or key[1] == backend)}
+    if not candidates:
+        wanted = " ".join(part for part in (f"--model {model}" if model else "",
+                                            f"--backend {backend}" if backend else "") if part)
+        raise HarnessError(f"no runs found under {logs}{' for ' + wanted if wanted else ''}; "
+                           "run `make perf` and `make accuracy` first")
+    newest_first = sorted(candidates, key=candidates.get, reverse=True)
+    for model_name, backend_name in newest_first:
+        runs, missing = _scenario_runs(logs, model_name, backend_name)
+        if runs:
+            break
+    else:
+        model_name, backend_name = newest_first[0]
+        runs, missing = _scenario_runs(logs, model_name, backend_name)
         raise HarnessError(f"no scenario of {model_name}/{backend_name} has both runs; run "
                            + (", ".join(missing) if missing else "`make perf` and `make accuracy`"))
+    if (model_name, backend_name) != newest_first[0]:
+        print(f"note: packaging {model_name}/{backend_name}, the newest runs with a complete scenario; the later "
+              f"{'/'.join(newest_first[0])} runs have none (choose with make submission BACKEND=..., or --model and "
+              "--backend)")
     for line in missing:
         print(f"note: skipping a half-done scenario; to include it run {line}")
     return runs

@@ -191,3 +191,21 @@ def test_framework_names_the_backend_runtime():
 ])
 def test_measurements_say_how_weights_were_transformed(backend, precision, expected):
     assert expected in weight_transformations(backend, precision)
+
+
+def test_a_later_half_done_backend_does_not_hide_a_complete_pair(runs_dir, tmp_path):
+    build = tmp_path / "build"
+    shutil.copytree(runs_dir / "logs", build / "logs")
+    logs = build / "logs" / "minilm-squad-devhalf"
+    info = json.loads((logs / "pytorch" / "Offline" / "performance" / "run_1" / "run_info.json").read_text())
+    later = logs / "onnxruntime" / "Offline" / "performance" / "run_1"
+    later.mkdir(parents=True)
+    (later / "run_info.json").write_text(json.dumps({**info, "backend": "onnxruntime", "end_utc": "2099-01-01"}))
+    result = run_cli("submission", "--short", "--build-dir", str(build), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "note: packaging minilm-squad-devhalf/pytorch, the newest runs with a complete scenario" in result.stdout
+    assert "scenarios Offline, SingleStream" in result.stdout
+    chosen = run_cli("submission", "--short", "--build-dir", str(build), "--backend", "onnxruntime", cwd=tmp_path)
+    assert chosen.returncode == 2
+    assert "no scenario of minilm-squad-devhalf/onnxruntime has both runs; run `make accuracy SCENARIO=Offline`" \
+        in chosen.stderr
