@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,21 @@ def _read_info(run_dir: Path) -> dict | None:
         raise HarnessError(f"{path} is unreadable ({error}); rerun that step") from error
 
 
+def _configuration_difference(performance: dict, accuracy: dict) -> str | None:
+    """What differs between the system that was timed and the one that was scored; MLPerf needs them the same."""
+    def model(info: dict) -> str:  # the file itself, however the path was typed
+        return os.path.normpath(os.path.join(info["working_directory"], info["model_source"]))
+
+    def device(info: dict) -> str:  # cuda:1 and cuda are the same kind of system
+        return info["device"].partition(":")[0]
+
+    differences = [f"{name}: performance {describe(performance)}, accuracy {describe(accuracy)}"
+                   for name, describe in (("model", model), ("precision", lambda info: info["precision"]),
+                                          ("device", device))
+                   if describe(performance) != describe(accuracy)]
+    return "; ".join(differences) or None
+
+
 def _scenario_runs(logs: Path, model_name: str, backend_name: str) -> tuple[list[ScenarioRuns], list[str]]:
     """The scenarios with both runs, and for each half-done one the command that completes it."""
     runs, missing = [], []
@@ -37,7 +53,12 @@ def _scenario_runs(logs: Path, model_name: str, backend_name: str) -> tuple[list
         performance_dir, accuracy_dir = base / "performance" / "run_1", base / "accuracy"
         performance_info, accuracy_info = _read_info(performance_dir), _read_info(accuracy_dir)
         if performance_info and accuracy_info:
-            runs.append(ScenarioRuns(scenario, performance_dir, accuracy_dir, performance_info, accuracy_info))
+            difference = _configuration_difference(performance_info, accuracy_info)
+            if difference:
+                missing.append(f"`make accuracy SCENARIO={scenario}` with the performance run's settings "
+                               f"({difference})")
+            else:
+                runs.append(ScenarioRuns(scenario, performance_dir, accuracy_dir, performance_info, accuracy_info))
         elif performance_info:
             missing.append(f"`make accuracy SCENARIO={scenario}` (its performance run exists)")
         elif accuracy_info:

@@ -209,3 +209,19 @@ def test_a_later_half_done_backend_does_not_hide_a_complete_pair(runs_dir, tmp_p
     assert chosen.returncode == 2
     assert "no scenario of minilm-squad-devhalf/onnxruntime has both runs; run `make accuracy SCENARIO=Offline`" \
         in chosen.stderr
+
+
+def test_accuracy_run_of_another_configuration_is_not_packaged(runs_dir, tmp_path):
+    """A scenario counts only when its accuracy run scored the system its performance run timed."""
+    build = tmp_path / "build"
+    shutil.copytree(runs_dir / "logs", build / "logs")
+    info_path = build / "logs" / "minilm-squad-devhalf" / "pytorch" / "Offline" / "accuracy" / "run_info.json"
+    info = json.loads(info_path.read_text())
+    same_model = info["model_source"].replace("/minilm-squad-devhalf", "/./minilm-squad-devhalf")
+    assert same_model != info["model_source"]  # spelt differently, the same file: not a difference
+    info_path.write_text(json.dumps({**info, "precision": "fp8", "device": "cuda:1", "model_source": same_model}))
+    result = run_cli("submission", "--short", "--build-dir", str(build), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "scenarios SingleStream" in result.stdout
+    assert ("`make accuracy SCENARIO=Offline` with the performance run's settings (precision: performance fp32, "
+            "accuracy fp8; device: performance cpu, accuracy cuda)") in result.stdout
