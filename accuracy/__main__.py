@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from accuracy.evaluate import evaluate_log, write_accuracy_txt
@@ -31,7 +32,7 @@ def parser() -> argparse.ArgumentParser:
     return result
 
 
-def main() -> None:
+def main() -> int:
     from qsl.cache import load_features
 
     args = parser().parse_args()
@@ -42,8 +43,25 @@ def main() -> None:
     for line in result.verdict_lines():
         print(line)
     accuracy_txt = args.accuracy_txt or args.log_file.with_name("accuracy.txt")
+    earlier = scored_differently(accuracy_txt, result) if args.accuracy_txt is None else None
+    if earlier:
+        print(f"not written: {accuracy_txt} already scores this log differently ({earlier}); check "
+              "--output-dtype and --output-transposed, or give --accuracy-txt PATH (that path itself replaces it)",
+              file=sys.stderr)
+        return 1
     write_accuracy_txt(accuracy_txt, result)
     print(f"wrote {accuracy_txt}")
+    return 0
+
+
+def scored_differently(path: Path, result) -> str | None:
+    """The official line of an accuracy.txt for the same log with another score: a run's result, kept."""
+    if not path.is_file():
+        return None
+    lines = path.read_text().splitlines()
+    if f"hash={result.log_sha256}" not in lines or lines[0] == result.official_line():
+        return None
+    return lines[0]
 
 
 if __name__ == "__main__":

@@ -74,6 +74,12 @@ def test_accuracy_with_small_real_model_same_for_each_backend(tmp_path, build_di
                     "--build-dir", str(build_dir), "--accuracy-txt", str(tmp_path / "accuracy.txt"), cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     assert json.loads(rerun.stdout.splitlines()[0]) == scores["pytorch"]
+    # Scored again beside the run with the wrong layout flag: the run's accuracy.txt is kept.
+    kept = (run_dir / "accuracy.txt").read_text()
+    wrong = run_cli("accuracy", "--log-file", str(run_dir / "mlperf_log_accuracy.json"), "--output-transposed",
+                    "--build-dir", str(build_dir), cwd=tmp_path)
+    assert wrong.returncode == 1 and "already scores this log differently" in wrong.stderr
+    assert (run_dir / "accuracy.txt").read_text() == kept
 
 
 def test_onnxruntime_offline_quick_run(tmp_path, build_dir, features, tiny_random_model):
