@@ -7,7 +7,7 @@ from pathlib import Path
 
 from harness.cli_common import run_main
 from harness.errors import HarnessError
-from harness.run import BACKENDS, PRECISIONS, RunOptions, run
+from harness.run import BACKENDS, PRECISIONS, RunOptions, run, unmet_constraints
 from harness.settings import SCENARIOS, known_systems
 
 
@@ -55,7 +55,12 @@ def options_from(args: argparse.Namespace) -> RunOptions:
 
 def command_perf(args: argparse.Namespace) -> None:
     run_dir, resolved = run(options_from(args), accuracy=False)
-    print(f"LoadGen result: {resolved.loadgen_result or 'unknown'}; logs in {run_dir}")
+    unmet = unmet_constraints(run_dir / "mlperf_log_summary.txt")
+    reasons = f" (not satisfied: {', '.join(unmet)})" if unmet else ""
+    print(f"LoadGen result: {resolved.loadgen_result or 'unknown'}{reasons}; logs in {run_dir}")
+    if resolved.count is not None and "Early stopping" in unmet:
+        print("note: quick runs this small rarely satisfy LoadGen's early-stopping estimate; "
+              "the summary above says how many queries it needs (COUNT counts samples; a MultiStream query is 8)")
 
 
 def command_accuracy(args: argparse.Namespace) -> None:

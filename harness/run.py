@@ -149,6 +149,14 @@ def loadgen_result(summary: Path) -> str:
     return ""
 
 
+def unmet_constraints(summary: Path) -> list[str]:
+    """The summary's 'X satisfied : NO' lines: why LoadGen called a run INVALID."""
+    if not summary.is_file():
+        return []
+    lines = [line.strip() for line in summary.read_text().splitlines()]
+    return [line.split(" satisfied")[0] for line in lines if " satisfied" in line and line.endswith("NO")]
+
+
 def quick_run_note(count: int) -> str:
     return ("\n" + "=" * 78 + "\n"
             f"NOT COMPLIANT: quick run (COUNT={count}). LoadGen's minimum duration and sample count were\n"

@@ -36,7 +36,13 @@ def test_other_scenarios_complete(tmp_path, build_dir, features, tiny_random_mod
                      "--count", "16", "--build-dir", str(build_dir), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     run_dir = build_dir / "logs" / tiny_random_model.name / "pytorch" / scenario / "performance" / "run_1"
-    assert f"Scenario : {scenario}" in (run_dir / "mlperf_log_summary.txt").read_text()
+    summary = (run_dir / "mlperf_log_summary.txt").read_text()
+    assert f"Scenario : {scenario}" in summary
+    verdict = next(line for line in result.stdout.splitlines() if line.startswith("LoadGen result: "))
+    assert verdict.startswith("LoadGen result: VALID;") == ("Result is : VALID" in summary)
+    if scenario == "MultiStream":  # two queries of 8: far too few for early stopping, which the console says
+        assert "INVALID (not satisfied: Early stopping)" in verdict
+        assert "rarely satisfy LoadGen's early-stopping estimate" in result.stdout
 
 
 def test_accuracy_run_logs_float32_logits_per_sample(tmp_path, build_dir, features, tiny_random_model):
