@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from accuracy.evaluate import evaluate_log, write_accuracy_txt
+from accuracy.evaluate import AccuracyResult, evaluate_log, write_accuracy_txt
 from accuracy.loadgen_log import DTYPES
 from harness.cli_common import run_main
 
@@ -54,7 +54,7 @@ def main() -> int:
     return 0
 
 
-def scored_differently(path: Path, result) -> str | None:
+def scored_differently(path: Path, result: AccuracyResult) -> str | None:
     """The official line of an accuracy.txt for the same log with another score: a run's result, kept."""
     if not path.is_file():
         return None
