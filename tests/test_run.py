@@ -153,3 +153,13 @@ def test_ctrl_c_stops_a_run_at_once(tmp_path, build_dir, features, tiny_random_m
     assert "interrupted: LoadGen stopped mid-run" in stderr and "(not a result)" in stderr
     partial = build_dir / "logs" / tiny_random_model.name / "pytorch" / "Server" / "performance" / "run_1.partial"
     assert partial.is_dir() and not (partial / "run_info.json").exists()
+
+
+def test_offline_progress_counts_tokens_and_samples(tmp_path, build_dir, features, tiny_random_model):
+    """The bar's total is the query's tokens (longest batches run first), with samples answered beside it."""
+    result = run_cli("harness", "perf", "--model", str(tiny_random_model), "--count", "1000",
+                     "--build-dir", str(build_dir), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    tokens = int(features.lengths[:1000].sum())
+    final = [part for part in result.stderr.replace("\r", "\n").splitlines() if part.startswith("inference: 100%")][-1]
+    assert f"/{tokens / 1000:.0f}k" in final and "1,000/1,000 samples" in final
