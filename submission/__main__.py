@@ -16,7 +16,7 @@ from submission.artifacts import STEM, description_markdown, run_script, summary
 from submission.check import Report, check_tree
 from submission.runs import find_runs
 from submission.system import SUBMISSION_CONFIG, load_submission_config, machine_description
-from submission.tree import LAYOUTS, build_tree
+from submission.tree import LAYOUTS, build_tree, folder_name
 
 CHECKER_VERSIONS = {"v6": "v6.1", "v5": "v5.1"}
 ARTIFACT_SUFFIXES = (".tar.gz", "_summary.json", ".run", ".tstamps", ".md")
@@ -95,8 +95,9 @@ def main() -> int:
     runs = find_runs(args.build_dir, args.model, args.backend)
     first = runs[0].performance_info
     division = "open" if args.short else settings.get("division", "closed")
-    submitter = args.submitter or settings.get("submitter") or "MyTeam"
-    system_id = settings.get("system_id") or f"{first['system']}-{first['backend']}-{first['precision']}"
+    submitter = folder_name("submitter", args.submitter or settings.get("submitter") or "MyTeam")
+    system_id = folder_name("system_id", settings.get("system_id")
+                            or f"{first['system']}-{first['backend']}-{first['precision']}")
     description = machine_description(division, submitter, settings.get("system_name") or system_id, settings,
                                       first["backend"])
     out = args.out or args.build_dir / "submission"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,15 @@ PRODUCT_ROOT = Path(__file__).resolve().parents[1]
 PRODUCT_FILES = ("qsl", "sut", "accuracy", "harness", "configs", "submission", "benchmarks", "Makefile",
                  "pyproject.toml", "README.md")
 MANIFEST = "SHA256SUMS"
+FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._+-]*")
+
+
+def folder_name(label: str, name: str) -> str:
+    """A submitter or system id, which become folder names in the tree: no path separators, no '..'."""
+    if not FOLDER_NAME.fullmatch(name) or ".." in name:
+        raise HarnessError(f"{label} {name!r} is a folder name in the submission tree; use letters, digits, "
+                           "spaces and . _ + - (set it with SUBMITTER= or in configs/submission.json)")
+    return name
 
 
 @dataclass

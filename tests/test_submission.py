@@ -225,3 +225,12 @@ def test_accuracy_run_of_another_configuration_is_not_packaged(runs_dir, tmp_pat
     assert "scenarios SingleStream" in result.stdout
     assert ("`make accuracy SCENARIO=Offline` with the performance run's settings (precision: performance fp32, "
             "accuracy fp8; device: performance cpu, accuracy cuda)") in result.stdout
+
+
+def test_submitter_that_is_not_a_folder_name_is_refused(runs_dir, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli("submission", "--short", "--build-dir", str(runs_dir), "--out", str(out),
+                     "--submitter", "../elsewhere", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "submitter '../elsewhere' is a folder name in the submission tree" in result.stderr
+    assert not out.exists() and not (tmp_path / "elsewhere").exists()
