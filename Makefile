@@ -25,7 +25,7 @@ ENV    :=
 endif
 
 RUN_ARGS = --scenario $(SCENARIO) --backend $(BACKEND) --build-dir $(BUILD) \
-	$(if $(MODEL),--model $(MODEL)) $(if $(DEVICE),--device $(DEVICE)) \
+	$(if $(MODEL),--model "$(MODEL)") $(if $(DEVICE),--device $(DEVICE)) \
 	$(if $(PRECISION),--precision $(PRECISION)) $(if $(COUNT),--count $(COUNT)) \
 	$(if $(SYSTEM),--system $(SYSTEM)) $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) \
 	$(if $(TRUST_CHECKPOINT),--trust-checkpoint) $(if $(TRACE),--enable-trace) \
@@ -61,14 +61,14 @@ accuracy: $(ENV)
 
 submission: $(ENV)
 	$(PYTHON) -m submission --build-dir $(BUILD) --layout $(LAYOUT) $(if $(filter 1,$(SHORT)),--short) \
-		$(if $(CHECKER),--checker $(CHECKER)) $(if $(SUBMITTER),--submitter $(SUBMITTER)) \
+		$(if $(CHECKER),--checker "$(CHECKER)") $(if $(SUBMITTER),--submitter "$(SUBMITTER)") \
 		$(if $(filter command line environment,$(origin BACKEND)),--backend $(BACKEND))
 
 download: $(ENV)
 	$(PYTHON) -m harness download --build-dir $(BUILD)
 
 bench: $(ENV)
-	$(PYTHON) -m benchmarks.bench --build-dir $(BUILD) $(if $(MODEL),--model $(MODEL))
+	$(PYTHON) -m benchmarks.bench --build-dir $(BUILD) $(if $(MODEL),--model "$(MODEL)")
 
 test: $(ENV)
 	$(PYTHON) -m pytest -q
