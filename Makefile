@@ -24,7 +24,7 @@ else
 ENV    :=
 endif
 
-RUN_ARGS = --scenario $(SCENARIO) --backend $(BACKEND) --build-dir $(BUILD) \
+RUN_ARGS = --scenario $(SCENARIO) --backend $(BACKEND) --build-dir "$(BUILD)" \
 	$(if $(MODEL),--model "$(MODEL)") $(if $(DEVICE),--device $(DEVICE)) \
 	$(if $(PRECISION),--precision $(PRECISION)) $(if $(COUNT),--count $(COUNT)) \
 	$(if $(SYSTEM),--system $(SYSTEM)) $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) \
@@ -51,7 +51,7 @@ setup: .venv/.installed
 	touch $@
 
 features: $(ENV)
-	$(PYTHON) -m harness features --build-dir $(BUILD)
+	$(PYTHON) -m harness features --build-dir "$(BUILD)"
 
 perf: $(ENV)
 	$(PYTHON) -m harness perf $(RUN_ARGS)
@@ -60,15 +60,15 @@ accuracy: $(ENV)
 	$(PYTHON) -m harness accuracy $(RUN_ARGS)
 
 submission: $(ENV)
-	$(PYTHON) -m submission --build-dir $(BUILD) --layout $(LAYOUT) $(if $(filter 1,$(SHORT)),--short) \
+	$(PYTHON) -m submission --build-dir "$(BUILD)" --layout $(LAYOUT) $(if $(filter 1,$(SHORT)),--short) \
 		$(if $(CHECKER),--checker "$(CHECKER)") $(if $(SUBMITTER),--submitter "$(SUBMITTER)") \
 		$(if $(filter command line environment,$(origin BACKEND)),--backend $(BACKEND))
 
 download: $(ENV)
-	$(PYTHON) -m harness download --build-dir $(BUILD)
+	$(PYTHON) -m harness download --build-dir "$(BUILD)"
 
 bench: $(ENV)
-	$(PYTHON) -m benchmarks.bench --build-dir $(BUILD) $(if $(MODEL),--model "$(MODEL)")
+	$(PYTHON) -m benchmarks.bench --build-dir "$(BUILD)" $(if $(MODEL),--model "$(MODEL)")
 
 test: $(ENV)
 	$(PYTHON) -m pytest -q
@@ -77,7 +77,7 @@ lint: $(ENV)
 	$(PYTHON) -m ruff check .
 
 clean:
-	rm -rf $(BUILD)/logs $(BUILD)/submission $(BUILD)/data/squad_features.npz
+	rm -rf "$(BUILD)/logs" "$(BUILD)/submission" "$(BUILD)/data/squad_features.npz"
 
 distclean:
-	rm -rf $(BUILD) .venv
+	rm -rf "$(BUILD)" .venv
