@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -220,3 +221,13 @@ def test_shipped_submission_config_is_valid():
     from submission.system import load_submission_config
 
     assert load_submission_config()["submitter"]
+
+
+def test_makefile_keeps_paths_with_spaces_whole():
+    """A space in BUILD must not split `rm -rf` into two deletions (make -n prints without running)."""
+    result = subprocess.run(["make", "-n", "clean", "distclean", "perf", "submission", "BUILD=/x y", "MODEL=/m n",
+                             "SUBMITTER=My Team", "PYTHON=python3"], cwd=README.parent, capture_output=True,
+                            text=True, check=True)
+    assert 'rm -rf "/x y/logs" "/x y/submission" "/x y/data/squad_features.npz"' in result.stdout
+    assert 'rm -rf "/x y" .venv' in result.stdout
+    assert '--build-dir "/x y" --model "/m n"' in result.stdout and '--submitter "My Team"' in result.stdout
