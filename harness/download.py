@@ -93,7 +93,7 @@ def download_all(build_dir: Path, log=print) -> None:
             missing.append((artifact, path, error))
     if missing:
         lines = [f"  {path}  <-  {artifact.url}"
-                 + ("  (the file there is not the published one: its sha256 differs)" if path.is_file() else "")
+                 + ("  (the file there fails its sha256 check)" if path.is_file() else "")
                  for artifact, path, _ in missing]
         raise HarnessError("could not download (no internet? " + str(missing[0][2]) + "). "
                            "Fetch these on a connected machine and place them here, then rerun "

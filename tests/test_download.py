@@ -62,12 +62,12 @@ def test_offline_lists_what_to_place_and_keeps_what_was_placed(tmp_path, monkeyp
     assert "models/bert-large/model.pytorch" in listed and "models/bert-large/vocab.txt" in listed
     assert "model.onnx" not in listed  # optional: the ONNX backends export model.pytorch themselves
     assert (tmp_path / "data" / "dev-v1.1.json").is_file()  # the shipped copy stands in
-    assert "sha256 differs" not in listed
+    assert "fails its sha256 check" not in listed
 
     bert = tmp_path / "models" / "bert-large"
     bert.mkdir(parents=True)
     (bert / "vocab.txt").write_text("[PAD]\n")  # a wrong file where a published one belongs
-    with pytest.raises(HarnessError, match=r"vocab.txt  <-  \S+  \(the file there is not the published one"):
+    with pytest.raises(HarnessError, match=r"vocab.txt  <-  \S+  \(the file there fails its sha256 check"):
         download_all(tmp_path, log=lambda *_: None)
 
     (bert / "vocab.txt").write_bytes(SHIPPED_VOCAB.read_bytes())  # the user places the files by hand, as told
