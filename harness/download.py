@@ -30,11 +30,16 @@ ARTIFACTS = (
 )
 
 
+def _hash_file(path: Path) -> Path:
+    """Where the sha256 of a finished (or hand-placed) file is recorded, for files with no published hash."""
+    return path.with_name(path.name + ".sha256")
+
+
 def _is_complete(path: Path, artifact: Artifact) -> bool:
     """A finished file: its published hash matches, or the hash recorded when we finished downloading it."""
     if not path.is_file():
         return False
-    recorded = path.with_name(path.name + ".sha256")
+    recorded = _hash_file(path)
     expected = artifact.sha256 or (recorded.read_text().strip() if recorded.is_file() else None)
     return expected is not None and file_sha256(path) == expected
 
@@ -61,7 +66,7 @@ def fetch(artifact: Artifact, path: Path, timeout: float = 30.0) -> None:
         partial.unlink()
         raise HarnessError(f"{artifact.url} downloaded with sha256 {digest}, expected {artifact.sha256}; try again")
     os.replace(partial, path)
-    path.with_name(path.name + ".sha256").write_text(digest + "\n")
+    _hash_file(path).write_text(digest + "\n")
 
 
 def download_all(build_dir: Path, log=print) -> None:
@@ -71,7 +76,7 @@ def download_all(build_dir: Path, log=print) -> None:
         if _is_complete(path, artifact):
             log(f"ok        {path}")
             continue
-        recorded = path.with_name(path.name + ".sha256")
+        recorded = _hash_file(path)
         if path.is_file() and artifact.sha256 is None and not recorded.is_file():
             # Downloads land here only once complete, so this file was placed by hand (the offline route).
             recorded.write_text(file_sha256(path) + "\n")
