@@ -19,6 +19,11 @@ def run_main(main: Callable[[], int | None]) -> None:
               "(or, with PYTHON=..., install it there: LoadGen is `pip install mlcommons-loadgen` "
               "or a local wheel)", file=sys.stderr)
         sys.exit(2)
+    except OSError as error:
+        if error.filename is None:  # not about a path the user gave: a real fault, keep its traceback
+            raise
+        print(f"error: {error.strerror}: {error.filename}", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted: results of this run were not kept", file=sys.stderr)
         sys.exit(130)

@@ -231,3 +231,12 @@ def test_makefile_keeps_paths_with_spaces_whole():
     assert 'rm -rf "/x y/logs" "/x y/submission" "/x y/data/squad_features.npz"' in result.stdout
     assert 'rm -rf "/x y" .venv' in result.stdout
     assert '--build-dir "/x y" --model "/m n"' in result.stdout and '--submitter "My Team"' in result.stdout
+
+
+def test_build_folder_that_is_a_file(tmp_path):
+    not_a_folder = tmp_path / "build"
+    not_a_folder.write_text("a file")
+    result = run_cli("harness", "perf", "--build-dir", str(not_a_folder), "--count", "8", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == f"error: Not a directory: {not_a_folder / 'data'}"
+    assert "Traceback" not in result.stderr
