@@ -86,19 +86,19 @@ def find_runs(build_dir: Path, model: str | None = None, backend: str | None = N
         raise HarnessError(f"no runs found under {logs}{' for ' + wanted if wanted else ''}; "
                            "run `make perf` and `make accuracy` first")
     newest_first = sorted(candidates, key=candidates.get, reverse=True)
-    for model_name, backend_name in newest_first:
-        runs, missing = _scenario_runs(logs, model_name, backend_name)
-        if runs:
-            break
-    else:
-        model_name, backend_name = newest_first[0]
-        runs, missing = _scenario_runs(logs, model_name, backend_name)
-        raise HarnessError(f"no scenario of {model_name}/{backend_name} has both runs; run "
-                           + (", ".join(missing) if missing else "`make perf` and `make accuracy`"))
-    if (model_name, backend_name) != newest_first[0]:
-        print(f"note: packaging {model_name}/{backend_name}, the newest runs with a complete scenario; the later "
-              f"{'/'.join(newest_first[0])} runs have none (choose with make submission BACKEND=..., or --model and "
-              "--backend)")
+    newest = "/".join(newest_first[0])
+    runs, missing = _scenario_runs(logs, *newest_first[0])
+    if not runs:
+        newest_missing = missing
+        for chosen in newest_first[1:]:
+            runs, missing = _scenario_runs(logs, *chosen)
+            if runs:
+                break
+        else:
+            raise HarnessError(f"no scenario of {newest} has both runs; run "
+                               + (", ".join(newest_missing) if newest_missing else "`make perf` and `make accuracy`"))
+        print(f"note: packaging {'/'.join(chosen)}, the newest runs with a complete scenario; the later {newest} "
+              "runs have none (choose with make submission BACKEND=..., or --model and --backend)")
     for line in missing:
         print(f"note: skipping a half-done scenario; to include it run {line}")
     return runs
