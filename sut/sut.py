@@ -81,8 +81,9 @@ class SUT:
             def complete(rows: np.ndarray, finish: Callable[[], np.ndarray] | None) -> None:
                 nonlocal answered
                 answered += self._complete([response_ids[i] for i in rows.tolist()], finish)
-                bar.set_postfix_str(f"{answered:,}/{len(samples):,} samples", refresh=False)
-                bar.update(int(lengths[rows].sum()))
+                if not bar.disable:  # small queries (Server, SingleStream): no progress work on the latency path
+                    bar.set_postfix_str(f"{answered:,}/{len(samples):,} samples", refresh=False)
+                    bar.update(int(lengths[rows].sum()))
 
             running = None  # one batch in flight while the next is prepared (backends with `submit`)
             for batch in batches:
