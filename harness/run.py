@@ -17,6 +17,7 @@ from harness.errors import HarnessError
 from harness.settings import check_scenario, detect_system, load_system, test_settings, user_conf_text
 
 BACKENDS = ("pytorch", "huggingface", "onnxruntime", "tensorrt")
+AUDIT_CONFIG = "audit.config"  # LoadGen reads this name from the working directory and obeys it over user.conf
 PRECISIONS = ("fp32", "fp16", "bf16", "fp8", "int8")
 
 
@@ -203,6 +204,10 @@ def run(options: RunOptions, accuracy: bool, log=print) -> tuple[Path, ResolvedR
     from sut.models import load_model
     from sut.sut import SUT
 
+    if Path(AUDIT_CONFIG).exists():
+        raise HarnessError(f"{Path.cwd() / AUDIT_CONFIG} is left from a compliance test: LoadGen would obey it and "
+                           "turn this run into a compliance run (an accuracy run into a performance run); remove "
+                           "it, or run from another folder")
     scenario = check_scenario(options.scenario)
     backend_name = check_choice("BACKEND", options.backend, BACKENDS)
     system = load_system(options.system or detect_system())

@@ -240,3 +240,14 @@ def test_build_folder_that_is_a_file(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == f"error: Not a directory: {not_a_folder / 'data'}"
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["perf", "accuracy"])
+def test_stray_audit_config_is_refused(tmp_path, build_dir, features, command):
+    """LoadGen obeys ./audit.config over everything: an accuracy run would silently become a performance run."""
+    (tmp_path / "audit.config").write_text("*.*.mode = 2\n")
+    before = logs_in(build_dir)
+    result = run_cli("harness", command, "--build-dir", str(build_dir), "--count", "4", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "audit.config is left from a compliance test" in result.stderr and "remove it" in result.stderr
+    assert logs_in(build_dir) == before
