@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from accuracy.loadgen_log import file_sha256, read_accuracy_log
 from accuracy.postprocess import predictions
 from accuracy.squad_v1_1 import score
@@ -48,9 +50,15 @@ class AccuracyResult:
 def evaluate_log(log_path: Path, features: SquadFeatures, dataset_path: Path | None = None,
                  dtype: str = "float32", transposed: bool = False,
                  predictions_path: Path | None = None) -> AccuracyResult:
+    logits = read_accuracy_log(log_path, len(features), MAX_SEQ_LENGTH, dtype, transposed)
+    return evaluate_logits(logits, features, file_sha256(log_path), dataset_path, predictions_path)
+
+
+def evaluate_logits(logits: dict[int, np.ndarray], features: SquadFeatures, log_sha256: str,
+                    dataset_path: Path | None = None, predictions_path: Path | None = None) -> AccuracyResult:
+    """F1/EM over the questions with a feature in `logits` (sample index -> [384, 2]), as the reference scores a log."""
     from qsl.tokenizer import load_tokenizer
 
-    logits = read_accuracy_log(log_path, len(features), MAX_SEQ_LENGTH, dtype, transposed)
     examples = read_examples(load_dataset(dataset_path) if dataset_path else load_dataset())
     vocabulary = SHIPPED_VOCAB.read_text(encoding="utf-8").splitlines()
     answers = predictions(features, examples, logits, load_tokenizer(), vocabulary)
@@ -58,8 +66,7 @@ def evaluate_log(log_path: Path, features: SquadFeatures, dataset_path: Path | N
         predictions_path.write_text(json.dumps(answers, indent=4) + "\n")
     gold = {example.qas_id: example.answers for example in examples if example.qas_id in answers}
     metrics = score(answers, gold)
-    return AccuracyResult(metrics["exact_match"], metrics["f1"], len(gold), len(examples),
-                          len(logits), file_sha256(log_path))
+    return AccuracyResult(metrics["exact_match"], metrics["f1"], len(gold), len(examples), len(logits), log_sha256)
 
 
 def write_accuracy_txt(path: Path, result: AccuracyResult) -> None:

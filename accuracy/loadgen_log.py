@@ -22,11 +22,8 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_accuracy_log(path: Path, num_features: int, seq_length: int, dtype: str = "float32",
-                      transposed: bool = False) -> dict[int, np.ndarray]:
-    """sample index -> float64 [seq_length, 2] (start, end) logits; a repeated index keeps its last entry."""
-    if dtype not in DTYPES:
-        raise HarnessError(f"unknown output dtype {dtype}; choose one of {', '.join(DTYPES)}")
+def read_log_entries(path: Path) -> list[tuple[int, str]]:
+    """(sample index, hex-encoded response) per logged response, in log order."""
     if path.is_dir():
         raise HarnessError(f"accuracy log {path} is a folder; give the mlperf_log_accuracy.json file in it")
     if not path.is_file():
@@ -38,13 +35,27 @@ def read_accuracy_log(path: Path, num_features: int, seq_length: int, dtype: str
                            "Use the full mlperf_log_accuracy.json from the run directory") from error
     if not isinstance(entries, list):
         raise HarnessError(f"{path} is not a LoadGen accuracy log (expected a JSON list)")
-    item_size = np.dtype(dtype).itemsize
-    results: dict[int, np.ndarray] = {}
+    result = []
     for position, entry in enumerate(entries):
         try:
-            sample_index = int(entry["qsl_idx"])
-            raw = bytes.fromhex(entry["data"])
+            result.append((int(entry["qsl_idx"]), str(entry["data"])))
         except (KeyError, TypeError, ValueError) as error:
+            raise HarnessError(f"{path}: entry {position} is malformed ({error!r}); "
+                               "expected qsl_idx and hex data") from error
+    return result
+
+
+def read_accuracy_log(path: Path, num_features: int, seq_length: int, dtype: str = "float32",
+                      transposed: bool = False) -> dict[int, np.ndarray]:
+    """sample index -> float64 [seq_length, 2] (start, end) logits; a repeated index keeps its last entry."""
+    if dtype not in DTYPES:
+        raise HarnessError(f"unknown output dtype {dtype}; choose one of {', '.join(DTYPES)}")
+    item_size = np.dtype(dtype).itemsize
+    results: dict[int, np.ndarray] = {}
+    for position, (sample_index, data) in enumerate(read_log_entries(path)):
+        try:
+            raw = bytes.fromhex(data)
+        except ValueError as error:
             raise HarnessError(f"{path}: entry {position} is malformed ({error!r}); "
                                "expected qsl_idx and hex data") from error
         if not 0 <= sample_index < num_features:
