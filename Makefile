@@ -16,6 +16,7 @@ TORCH_SPEC ?= torch==2.13.0
 SHORT      ?= 1
 LAYOUT     ?= v6
 CHECKER    ?=
+AUDIT_CONFIG ?=
 
 ifeq ($(origin PYTHON),undefined)
 PYTHON := .venv/bin/python
@@ -31,13 +32,14 @@ RUN_ARGS = --scenario $(SCENARIO) --backend $(BACKEND) --build-dir "$(BUILD)" \
 	$(if $(TRUST_CHECKPOINT),--trust-checkpoint) $(if $(TRACE),--enable-trace) \
 	$(foreach option,$(BACKEND_OPTIONS),--backend-option $(option))
 
-.PHONY: help setup features perf accuracy submission download bench test lint clean distclean
+.PHONY: help setup features perf accuracy compliance submission download bench test lint clean distclean
 
 help:
-	@echo "Targets: setup features perf accuracy submission download bench test lint clean distclean"
+	@echo "Targets: setup features perf accuracy compliance submission download bench test lint clean distclean"
 	@echo "Variables: SCENARIO=$(SCENARIO) BACKEND=$(BACKEND) MODEL= DEVICE= PRECISION= COUNT= SYSTEM= BATCH_SIZE="
 	@echo "           BACKEND_OPTIONS=\"key=value ...\" (backend settings, e.g. optimize=0 or providers=tensorrt)"
 	@echo "           BUILD=$(BUILD) PYTHON= TORCH_SPEC=$(TORCH_SPEC) TRUST_CHECKPOINT=1 TRACE=1"
+	@echo "Compliance: make compliance SCENARIO=... (TEST01; AUDIT_CONFIG=<the round's audit.config> BACKEND=)"
 	@echo "Submission: SHORT=$(SHORT) LAYOUT=$(LAYOUT) CHECKER=<mlcommons/inference checkout> SUBMITTER= BACKEND="
 	@echo "Details: README.md, or $(PYTHON) -m harness perf --help"
 
@@ -58,6 +60,11 @@ perf: $(ENV)
 
 accuracy: $(ENV)
 	$(PYTHON) -m harness accuracy $(RUN_ARGS)
+
+compliance: $(ENV)
+	$(PYTHON) -m harness compliance --scenario $(SCENARIO) --build-dir "$(BUILD)" \
+		$(if $(AUDIT_CONFIG),--audit-config "$(AUDIT_CONFIG)") $(if $(TRUST_CHECKPOINT),--trust-checkpoint) \
+		$(if $(filter command line environment,$(origin BACKEND)),--backend $(BACKEND))
 
 submission: $(ENV)
 	$(PYTHON) -m submission --build-dir "$(BUILD)" --layout $(LAYOUT) $(if $(filter 1,$(SHORT)),--short) \

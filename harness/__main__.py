@@ -1,10 +1,11 @@
-"""python -m harness {perf,accuracy,features,download}: what the Makefile targets call."""
+"""python -m harness {perf,accuracy,compliance,features,download}: what the Makefile targets call."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from configs import TEST01_AUDIT_CONFIG
 from harness.cli_common import run_main
 from harness.errors import HarnessError
 from harness.run import BACKENDS, PRECISIONS, RunOptions, run, unmet_constraints
@@ -78,6 +79,20 @@ def command_accuracy(args: argparse.Namespace) -> None:
     print(f"logs and accuracy.txt in {run_dir}")
 
 
+def command_compliance(args: argparse.Namespace) -> int:
+    from submission.compliance import run_test01
+
+    test_dir, accuracy, performance = run_test01(args.build_dir, args.scenario, args.audit_config, args.model,
+                                                 args.backend, args.trust_checkpoint)
+    for verification in (accuracy, performance):
+        print("\n".join(verification.lines))
+    passed = accuracy.passed and performance.passed
+    print(f"TEST01 {args.scenario}: {'PASS' if passed else 'FAIL'} "
+          f"(accuracy {'passed' if accuracy.passed else 'failed'}, performance "
+          f"{'passed' if performance.passed else 'failed'}); results in {test_dir}")
+    return 0 if passed else 1
+
+
 def command_features(args: argparse.Namespace) -> None:
     from qsl.cache import load_features
 
@@ -102,6 +117,24 @@ def parser() -> argparse.ArgumentParser:
     accuracy = commands.add_parser("accuracy", help="LoadGen accuracy run, then the official F1/EM")
     add_run_options(accuracy)
     accuracy.set_defaults(handler=command_accuracy)
+    compliance = commands.add_parser(
+        "compliance", help="compliance test TEST01: rerun a scenario's performance run with audit.config, "
+                           "compare its logged responses with the accuracy run's and its result with the "
+                           "performance run's",
+        description="Compliance test TEST01, which a closed bert-99 submission needs for every scenario. It reruns "
+                    "the scenario's finished performance run with the same settings, LoadGen logging a sample of "
+                    "its responses, then checks them against the accuracy run and the result against the "
+                    "performance run. Results in build/logs/<model>/<backend>/<scenario>/TEST01, which "
+                    "`make submission` packages.")
+    compliance.add_argument("--scenario", default="Offline", help=f"LoadGen scenario: {', '.join(SCENARIOS)}")
+    compliance.add_argument("--backend", default=None, help="whose runs (default: the newest with both runs)")
+    compliance.add_argument("--model", default=None, help="model name under build/logs (default: the newest)")
+    compliance.add_argument("--audit-config", type=Path, default=TEST01_AUDIT_CONFIG,
+                            help="TEST01's audit.config (default: the shipped configs/compliance/TEST01/audit.config)")
+    compliance.add_argument("--build-dir", type=Path, default=Path("build"), help="where the runs are (default build)")
+    compliance.add_argument("--trust-checkpoint", action="store_true",
+                            help="allow a model.pytorch that needs full unpickling (only for files you trust)")
+    compliance.set_defaults(handler=command_compliance)
     for name, handler, text in (("features", command_features, "write build/data/squad_features.npz"),
                                 ("download", command_download, "fetch the dev set and MLPerf model into build/")):
         sub = commands.add_parser(name, help=text)
@@ -110,9 +143,9 @@ def parser() -> argparse.ArgumentParser:
     return result
 
 
-def main() -> None:
+def main() -> int | None:
     args = parser().parse_args()
-    args.handler(args)
+    return args.handler(args)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ class ResolvedRun:
     model_is_random: bool
     backend_options: dict[str, str]
     compliant_settings: bool
+    compliance_test: str  # "TEST01" for a compliance run, else ""
     command: str  # runnable as it stands, from `working_directory`
     working_directory: str
     start_utc: str = ""
@@ -135,8 +136,12 @@ def create_backend(name: str, model, device: str, precision: str, features, buil
                          options=options, log=log)
 
 
-def log_dir(build_dir: Path, model_name: str, backend: str, scenario: str, accuracy: bool) -> Path:
+def log_dir(build_dir: Path, model_name: str, backend: str, scenario: str, accuracy: bool,
+            compliance_test: str = "") -> Path:
+    """Laid out as in a submission: <scenario>/performance/run_1, <scenario>/accuracy, <scenario>/TEST01/..."""
     base = build_dir / "logs" / model_name / backend / scenario
+    if compliance_test:
+        return base / compliance_test / "performance" / "run_1"
     return base / "accuracy" if accuracy else base / "performance" / "run_1"
 
 
@@ -196,7 +201,9 @@ def start_test(sut_handle, qsl_handle, settings, log_settings, work_dir: Path) -
         raise failure[0]
 
 
-def run(options: RunOptions, accuracy: bool, log=print) -> tuple[Path, ResolvedRun]:
+def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | None = None,
+        compliance_test: str = "") -> tuple[Path, ResolvedRun]:
+    """`audit_config` makes it a compliance run: LoadGen runs in the log folder, where that file is copied."""
     import mlperf_loadgen as lg
 
     from qsl.cache import load_features
@@ -224,13 +231,16 @@ def run(options: RunOptions, accuracy: bool, log=print) -> tuple[Path, ResolvedR
         device=device, precision=precision, system=system.name, count=count, batch_size=batch_size,
         max_tokens=system.max_tokens, model_name=model.name, model_source=model.source,
         model_is_random=model.is_random, backend_options=options.backend_options, compliant_settings=count is None,
-        command=shlex.join([sys.executable, "-m", "harness", *sys.argv[1:]]), working_directory=os.getcwd())
+        compliance_test=compliance_test, command=shlex.join([sys.executable, "-m", "harness", *sys.argv[1:]]),
+        working_directory=os.getcwd())
     backend = create_backend(backend_name, model, device, precision, features, options.build_dir,
                              options.backend_options, log)  # before any log folder: a failure leaves none
-    final_dir = log_dir(options.build_dir, model.name, backend_name, scenario, accuracy)
-    work_dir = final_dir.with_name(final_dir.name + ".partial")
+    final_dir = log_dir(options.build_dir, model.name, backend_name, scenario, accuracy, compliance_test)
+    work_dir = final_dir.with_name(final_dir.name + ".partial").resolve()  # absolute: LoadGen may run elsewhere
     shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True)
+    if audit_config is not None:
+        shutil.copyfile(audit_config, work_dir / AUDIT_CONFIG)
     user_conf = work_dir / "user.conf"
     user_conf.write_text(user_conf_text(system, scenario))
     settings = test_settings(user_conf, scenario, accuracy, count)
@@ -246,9 +256,12 @@ def run(options: RunOptions, accuracy: bool, log=print) -> tuple[Path, ResolvedR
         f"{'COUNT=' + str(count) + ' (quick run, not compliant)' if count else 'full compliant settings'}")
     resolved.start_utc = utc_now()
     started = time.perf_counter()
+    if audit_config is not None:
+        os.chdir(work_dir)  # LoadGen looks for audit.config only in its working directory
     try:
         start_test(sut.handle, qsl.handle, settings, log_settings, work_dir)
     finally:
+        os.chdir(resolved.working_directory)
         sut.close()
         qsl.close()
     resolved.end_utc = utc_now()

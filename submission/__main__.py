@@ -14,7 +14,7 @@ from harness.cli_common import run_main
 from harness.errors import HarnessError
 from submission.artifacts import STEM, description_markdown, run_script, summary, timestamps, write_tarball
 from submission.check import Report, check_tree
-from submission.runs import find_runs
+from submission.runs import TEST, find_runs
 from submission.system import SUBMISSION_CONFIG, load_submission_config, machine_description
 from submission.tree import LAYOUTS, build_tree, folder_name
 
@@ -93,6 +93,10 @@ def main() -> int:
 
     settings = load_submission_config(args.config)
     runs = find_runs(args.build_dir, args.model, args.backend)
+    for scenario_runs in runs:
+        if scenario_runs.test01_problem:
+            print(f"note: leaving out {scenario_runs.scenario}'s {TEST}, which {scenario_runs.test01_problem}; "
+                  f"to include it run `make compliance SCENARIO={scenario_runs.scenario}`")
     first = runs[0].performance_info
     division = "open" if args.short else settings.get("division", "closed")
     submitter = folder_name("submitter", args.submitter or settings.get("submitter") or "MyTeam")

@@ -8,7 +8,7 @@ import tarfile
 from pathlib import Path
 
 from submission.loadgen_detail import read_detail_log
-from submission.runs import ScenarioRuns
+from submission.runs import TEST, ScenarioRuns
 
 STEM = "mlperf_submission_short"
 RESULT_KEYS = {  # detail-log key, unit, nanoseconds-to-milliseconds?
@@ -63,9 +63,14 @@ def summary(all_runs: list[ScenarioRuns], description: dict, system_id: str, ver
     return entries
 
 
+def run_infos(runs: ScenarioRuns) -> list[tuple[str, dict]]:
+    """(mode, run_info) of each run behind one scenario's results, TEST01 included when packaged."""
+    infos = [("performance", runs.performance_info), ("accuracy", runs.accuracy_info)]
+    return infos + ([(TEST, runs.test01_info)] if runs.test01_info else [])
+
+
 def run_script(all_runs: list[ScenarioRuns], submission_command: str) -> str:
-    infos = sorted((info for runs in all_runs for info in (runs.performance_info, runs.accuracy_info)),
-                   key=lambda info: info["start_utc"])
+    infos = sorted((info for runs in all_runs for _, info in run_infos(runs)), key=lambda info: info["start_utc"])
     lines = ["#!/usr/bin/env bash", "# The commands that produced these results, in the order they ran.", "set -e"]
     directory = None
     for info in infos:
@@ -80,7 +85,7 @@ def run_script(all_runs: list[ScenarioRuns], submission_command: str) -> str:
 def timestamps(all_runs: list[ScenarioRuns]) -> str:
     rows = []
     for runs in all_runs:
-        for mode, info in (("performance", runs.performance_info), ("accuracy", runs.accuracy_info)):
+        for mode, info in run_infos(runs):
             rows.append((info["start_utc"], f"{info['start_utc']} start {runs.scenario} {mode}"))
             rows.append((info["end_utc"], f"{info['end_utc']} end   {runs.scenario} {mode}"))
     return "\n".join(line for _, line in sorted(rows)) + "\n"

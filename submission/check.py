@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from accuracy.evaluate import REFERENCE_F1
+from submission.compliance import F1_DELTA_PERCENT, PASS_LINE
 from submission.loadgen_detail import read_detail_log
+from submission.runs import TEST, VERIFY_FILES
 from submission.system import AVAILABILITIES, INTEGER_FIELDS, REQUIRED_FIELDS
-from submission.tree import BENCHMARK, MANIFEST, scenario_paths, source_dir
+from submission.tree import BENCHMARK, MANIFEST, TEST01_FILES, scenario_paths, source_dir
 
 TARGET_F1 = REFERENCE_F1 * 0.99
 DATASET_SIZE = 10833
@@ -34,6 +36,7 @@ SERVER_LATENCY_NS = 130_000_000
 F1_PATTERN = re.compile(r"^{[\"']exact_match[\"']:\s*[\d.]+,\s*[\"']f1[\"']:\s*([\d.]+)}")
 HASH_PATTERN = re.compile(r"^hash=([\w\d]+)$")
 MAX_ACCURACY_LOG_BYTES = 10 * 1024
+TEST01_ACCURACY_FILES = tuple(name.removeprefix("accuracy/") for name in TEST01_FILES if name.startswith("accuracy/"))
 MEASUREMENT_FIELDS = ("input_data_types", "retraining", "starting_weights_filename", "weight_data_types",
                       "weight_transformations")
 
@@ -104,8 +107,8 @@ def check_system(path: Path, division: str, submitter: str, report: Report) -> d
     return system
 
 
-def check_performance(run_dir: Path, scenario: str, layout: str, report: Report) -> None:
-    where = f"{scenario} performance"
+def check_performance(run_dir: Path, scenario: str, layout: str, report: Report, label: str = "performance") -> None:
+    where = f"{scenario} {label}"
     for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt"):
         if not (run_dir / name).is_file():
             report.error(f"{where}: {name} missing")
@@ -169,6 +172,35 @@ def check_accuracy(run_dir: Path, scenario: str, report: Report) -> float | None
     return f1
 
 
+def check_test01(directory: Path, scenario: str, layout: str, report: Report) -> None:
+    """What the official checker reads of TEST01: the two verdicts, the run's logs, and the F1 fallback."""
+    where = f"{scenario} {TEST}"
+    required = (*VERIFY_FILES, "performance/run_1/mlperf_log_summary.txt", "performance/run_1/mlperf_log_detail.txt")
+    missing = [name for name in required if not (directory / name).is_file()]
+    if missing:
+        report.full_only(f"{where}: {', '.join(missing)} missing; rerun `make compliance SCENARIO={scenario}`")
+        return
+    check_performance(directory / "performance" / "run_1", scenario, layout, report, label=TEST)
+    verdicts = {name: [line.strip() for line in (directory / name).read_text().splitlines()] for name in VERIFY_FILES}
+    if PASS_LINE not in verdicts["verify_performance.txt"]:
+        report.full_only(f"{where}: the performance check did not pass "
+                         f"({(verdicts['verify_performance.txt'] or ['an empty verify_performance.txt'])[-1]})")
+    if PASS_LINE in verdicts["verify_accuracy.txt"]:
+        return
+    files = sorted(path.name for path in (directory / "accuracy").glob("*"))
+    if files != sorted(TEST01_ACCURACY_FILES):
+        report.full_only(f"{where}: responses differ from the accuracy run's and accuracy/ holds {files or 'nothing'}, "
+                         f"not {', '.join(TEST01_ACCURACY_FILES)}")
+        return
+    baseline, compliance = (next((float(match.group(1)) for line in (directory / "accuracy" / name).read_text()
+                                  .splitlines() if (match := F1_PATTERN.match(line))), 0.0)
+                            for name in ("baseline_accuracy.txt", "compliance_accuracy.txt"))
+    delta = abs(1 - baseline / compliance) * 100 if baseline and compliance else float("inf")
+    if delta > F1_DELTA_PERCENT:
+        report.full_only(f"{where}: responses differ from the accuracy run's and F1 moved {delta:.3f}% "
+                         f"(accuracy run {baseline}, {TEST} run {compliance}; limit {F1_DELTA_PERCENT:g}%)")
+
+
 def check_measurements(directory: Path, file_name: str, scenario: str, report: Report) -> None:
     for name in (file_name, "user.conf", "README.md"):
         if not (directory / name).is_file():
@@ -214,13 +246,11 @@ def check_tree(root: Path, layout: str, short: bool) -> Report:
             check_performance(root / paths.performance, scenario, layout, report)
             check_accuracy(root / paths.accuracy, scenario, report)
             check_measurements(root / paths.measurements_dir, paths.measurements_file, scenario, report)
-            if division == "closed":
-                test01 = root / paths.performance.parents[1] / "TEST01"
-                if layout == "v5":
-                    test01 = root / division / submitter / "compliance" / system_id / BENCHMARK / scenario / "TEST01"
-                if not test01.is_dir():
-                    report.full_only(f"{scenario}: compliance test TEST01 missing (required in the closed "
-                                     "division; this harness does not run it yet)")
+            if (root / paths.compliance).is_dir():
+                check_test01(root / paths.compliance, scenario, layout, report)
+            elif division == "closed":
+                report.full_only(f"{scenario}: compliance test {TEST} missing (required in the closed division): "
+                                 f"run `make compliance SCENARIO={scenario}`")
         required = REQUIRED_SCENARIOS.get(str(system.get("system_type", "edge")).split(",")[0], ())
         for scenario in required:
             if scenario not in scenarios:

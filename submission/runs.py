@@ -10,6 +10,9 @@ from pathlib import Path
 from harness.errors import HarnessError
 from harness.settings import SCENARIOS
 
+TEST = "TEST01"  # the compliance test bert-99 requires (make compliance)
+VERIFY_FILES = ("verify_accuracy.txt", "verify_performance.txt")
+
 
 @dataclass
 class ScenarioRuns:
@@ -18,6 +21,9 @@ class ScenarioRuns:
     accuracy_dir: Path
     performance_info: dict
     accuracy_info: dict
+    test01_dir: Path | None = None  # a finished TEST01 made after both runs
+    test01_info: dict | None = None
+    test01_problem: str = ""  # why a TEST01 that is there was left out
 
 
 def _read_info(run_dir: Path) -> dict | None:
@@ -58,12 +64,29 @@ def _scenario_runs(logs: Path, model_name: str, backend_name: str) -> tuple[list
                 missing.append(f"`make accuracy SCENARIO={scenario}` with the performance run's settings "
                                f"({difference})")
             else:
-                runs.append(ScenarioRuns(scenario, performance_dir, accuracy_dir, performance_info, accuracy_info))
+                runs.append(_with_test01(ScenarioRuns(scenario, performance_dir, accuracy_dir, performance_info,
+                                                      accuracy_info), base / TEST))
         elif performance_info:
             missing.append(f"`make accuracy SCENARIO={scenario}` (its performance run exists)")
         elif accuracy_info:
             missing.append(f"`make perf SCENARIO={scenario}` (its accuracy run exists)")
     return runs, missing
+
+
+def _with_test01(runs: ScenarioRuns, test_dir: Path) -> ScenarioRuns:
+    """Attach the scenario's TEST01 if it finished and is newer than both runs it checked."""
+    if not test_dir.exists():
+        return runs
+    info = _read_info(test_dir / "performance" / "run_1")
+    if info is None or not all((test_dir / name).is_file() for name in VERIFY_FILES):
+        problem = "did not finish"
+    elif info["start_utc"] < max(runs.performance_info["end_utc"], runs.accuracy_info["end_utc"]):
+        problem = "is older than the runs it checks"
+    else:
+        runs.test01_dir, runs.test01_info = test_dir, info
+        return runs
+    runs.test01_problem = problem
+    return runs
 
 
 def find_runs(build_dir: Path, model: str | None = None, backend: str | None = None) -> list[ScenarioRuns]:

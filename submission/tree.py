@@ -11,7 +11,7 @@ from pathlib import Path
 
 from accuracy.loadgen_log import file_sha256
 from harness.errors import HarnessError
-from submission.runs import ScenarioRuns
+from submission.runs import TEST, VERIFY_FILES, ScenarioRuns
 
 BENCHMARK = "bert-99"
 LAYOUTS = ("v6", "v5")
@@ -20,6 +20,10 @@ PRODUCT_ROOT = Path(__file__).resolve().parents[1]
 PRODUCT_FILES = ("qsl", "sut", "accuracy", "harness", "configs", "submission", "benchmarks", "Makefile",
                  "pyproject.toml", "README.md")
 MANIFEST = "SHA256SUMS"
+TEST01_FILES = (*VERIFY_FILES,  # what the official checker reads of a TEST01 folder, and nothing else
+                *(f"accuracy/{name}" for name in ("mlperf_log_accuracy.json", "accuracy.txt", "baseline_accuracy.txt",
+                                                  "compliance_accuracy.txt")),
+                "performance/run_1/mlperf_log_summary.txt", "performance/run_1/mlperf_log_detail.txt")
 FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._+-]*")
 
 
@@ -39,6 +43,7 @@ class TreePaths:
     accuracy: Path
     measurements_dir: Path
     measurements_file: str
+    compliance: Path  # the TEST01 folder
 
 
 def org_dir(division: str, submitter: str) -> Path:
@@ -49,10 +54,12 @@ def scenario_paths(layout: str, division: str, submitter: str, system_id: str, s
     org = org_dir(division, submitter)
     results = org / "results" / system_id / BENCHMARK / scenario
     if layout == "v6":
-        return TreePaths(results / "performance" / "run_1", results / "accuracy", results, "measurements.json")
+        return TreePaths(results / "performance" / "run_1", results / "accuracy", results, "measurements.json",
+                         results / TEST)
     measurements = org / "measurements" / system_id / BENCHMARK / scenario
     return TreePaths(results / "performance" / "run_1", results / "accuracy", measurements,
-                     f"{system_id}_{scenario}.json")  # the v5 checker wants <system>*_<scenario>.json
+                     f"{system_id}_{scenario}.json",  # the v5 checker wants <system>*_<scenario>.json
+                     org / "compliance" / system_id / BENCHMARK / scenario / TEST)
 
 
 def source_dir(layout: str, division: str, submitter: str) -> Path:
@@ -106,7 +113,8 @@ def scenario_readme(runs: ScenarioRuns) -> str:
              f"Model {perf['model_name']} ({perf['model_source']}), backend {perf['backend']}, "
              f"device {perf['device']}, precision {perf['precision']}, system settings `{perf['system']}`.", "",
              "Reproduce from the harness checkout:", "", "```bash",
-             f"cd {perf['working_directory']}", perf["command"], accuracy["command"], "```", ""]
+             f"cd {perf['working_directory']}", perf["command"], accuracy["command"],
+             *([runs.test01_info["command"]] if runs.test01_info else []), "```", ""]
     lines += [f"- {line}" for line in quick]
     return "\n".join(lines) + "\n"
 
@@ -163,4 +171,8 @@ def build_tree(root: Path, all_runs: list[ScenarioRuns], layout: str, division: 
         (measurements_dir / paths.measurements_file).write_text(json.dumps(measurements(runs), indent=2) + "\n")
         _copy(runs.performance_dir / "user.conf", measurements_dir / "user.conf")
         (measurements_dir / "README.md").write_text(scenario_readme(runs))
+        if runs.test01_dir is not None:
+            for name in TEST01_FILES:
+                if (runs.test01_dir / name).is_file():  # a failed test may lack some: the checker says which
+                    _copy(runs.test01_dir / name, root / paths.compliance / name)
     write_manifest(root)

@@ -1,0 +1,151 @@
+"""MLPerf compliance test TEST01: does the performance run compute what the accuracy run scored?
+
+With audit.config in its working directory, LoadGen makes a performance run that also logs a random
+sample of its responses. The test passes when those responses equal the accuracy run's for the same
+samples or, where they differ bit-wise (batches of other shapes can round differently), when F1 over
+those samples is within 1% of the accuracy run's; and when the run's result is within 10% of the
+performance run's (20% for short latencies). Its folder, <scenario>/TEST01 under build/logs, is laid
+out as the submission tree holds it: verify_accuracy.txt, verify_performance.txt, accuracy/, performance/run_1/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from accuracy.evaluate import evaluate_logits, write_accuracy_txt
+from accuracy.loadgen_log import file_sha256, read_accuracy_log, read_log_entries
+from harness.errors import HarnessError
+from harness.run import RunOptions, run
+from qsl.cache import load_features
+from qsl.features import MAX_SEQ_LENGTH, SquadFeatures
+from submission.artifacts import RESULT_KEYS
+from submission.loadgen_detail import read_detail_log
+from submission.runs import TEST, ScenarioRuns, find_runs
+
+F1_DELTA_PERCENT = 1.0  # bert-99: how far F1 may move where responses differ bit-wise
+PASS_LINE = "TEST PASS"  # the official checker looks for this exact line
+AUDIT_FOUND = "Found Audit Config file"  # LoadGen's detail-log message when it obeyed audit.config
+
+
+@dataclass
+class Verification:
+    passed: bool
+    lines: list[str]
+
+
+def scenario_runs(build_dir: Path, scenario: str, model: str | None, backend: str | None) -> ScenarioRuns:
+    complete = find_runs(build_dir, model, backend)
+    for runs in complete:
+        if runs.scenario == scenario:
+            return runs
+    raise HarnessError(f"{TEST} reruns the {scenario} performance run and compares it with the {scenario} accuracy "
+                       f"run: run `make perf SCENARIO={scenario}` and `make accuracy SCENARIO={scenario}` first "
+                       f"(complete here: {', '.join(runs.scenario for runs in complete)}; BACKEND= chooses runs)")
+
+
+def run_test01(build_dir: Path, scenario: str, audit_config: Path, model: str | None = None,
+               backend: str | None = None, trust_checkpoint: bool = False,
+               log=print) -> tuple[Path, Verification, Verification]:
+    """Rerun the scenario's performance run exactly as it ran, with audit.config; verify; write TEST01/."""
+    if not audit_config.is_file():
+        raise HarnessError(f"audit config {audit_config} not found; give TEST01's audit.config "
+                           "(AUDIT_CONFIG=...), or leave it out for the shipped one")
+    runs = scenario_runs(build_dir, scenario, model, backend)
+    info = runs.performance_info
+    options = RunOptions(scenario=scenario, backend=info["backend"],
+                         model=os.path.join(info["working_directory"], info["model_source"]),
+                         device=info["device"], precision=info["precision"],
+                         count=str(info["count"]) if info["count"] else "full", system=info["system"],
+                         batch_size=info["batch_size"], build_dir=build_dir, trust_checkpoint=trust_checkpoint,
+                         backend_options=info["backend_options"])
+    test_dir = runs.performance_dir.parents[1] / TEST
+    shutil.rmtree(test_dir, ignore_errors=True)  # never leave an older test's verdicts beside this run
+    log(f"{TEST}: the {scenario} performance run again, with {audit_config}")
+    run_dir, _ = run(options, accuracy=False, log=log, audit_config=audit_config, compliance_test=TEST)
+    if AUDIT_FOUND not in (run_dir / "mlperf_log_detail.txt").read_text():
+        raise HarnessError(f"LoadGen did not report reading audit.config in {run_dir}; the run is not a {TEST} run")
+    accuracy_dir = test_dir / "accuracy"
+    accuracy_dir.mkdir()
+    test_log = accuracy_dir / "mlperf_log_accuracy.json"
+    (run_dir / "mlperf_log_accuracy.json").rename(test_log)
+    features = load_features(build_dir / "data" / "squad_features.npz", log=log)
+    accuracy = verify_accuracy(runs.accuracy_dir / "mlperf_log_accuracy.json", test_log, features)
+    performance = verify_performance(runs.performance_dir / "mlperf_log_detail.txt",
+                                     run_dir / "mlperf_log_detail.txt", scenario)
+    (test_dir / "verify_accuracy.txt").write_text("\n".join(accuracy.lines) + "\n")
+    (test_dir / "verify_performance.txt").write_text("\n".join(performance.lines) + "\n")
+    return test_dir, accuracy, performance
+
+
+def verify_accuracy(reference_log: Path, test_log: Path, features: SquadFeatures) -> Verification:
+    """Compare the logged responses with the accuracy run's; score both where they differ.
+
+    Writes accuracy.txt (the test log scored), baseline_accuracy.txt and compliance_accuracy.txt (F1 over
+    the samples both logged, from each run) beside `test_log`: the official checker's fallback reads them.
+    """
+    reference = dict(read_log_entries(reference_log))
+    test = read_log_entries(test_log)
+    lines = [f"{TEST} accuracy: responses logged in performance mode against the accuracy run's",
+             f"accuracy run: {len(reference)} samples logged",
+             f"{TEST} log: {test_log.name} ({len(test)} responses)"]
+    if not test:
+        return Verification(False, [*lines, "TEST FAIL: no responses logged; audit.config must set "
+                                            "accuracy_log_sampling_target"])
+    found = [(index, data) for index, data in test if index in reference]
+    differing = sum(reference[index] != data for index, data in found)
+    lines += [f"responses of samples the accuracy run logged: {len(found)}, of others: {len(test) - len(found)}",
+              f"identical to the accuracy run's: {len(found) - differing}, different: {differing}"]
+    identical = bool(found) and differing == 0
+    if identical:
+        lines.append(PASS_LINE)
+    elif found:
+        lines.append("the responses differ bit-wise from the accuracy run's; F1 over these samples decides")
+    else:
+        lines.append("TEST FAIL: none of the logged samples is in the accuracy run's log")
+    test_logits = read_accuracy_log(test_log, len(features), MAX_SEQ_LENGTH)
+    directory = test_log.parent
+    write_accuracy_txt(directory / "accuracy.txt", evaluate_logits(test_logits, features, file_sha256(test_log)))
+    if not found:
+        return Verification(False, lines)
+    shared = sorted({index for index, _ in found})
+    reference_logits = read_accuracy_log(reference_log, len(features), MAX_SEQ_LENGTH)
+    baseline = evaluate_logits({index: reference_logits[index] for index in shared}, features,
+                               file_sha256(reference_log))
+    compliance = evaluate_logits({index: test_logits[index] for index in shared}, features, file_sha256(test_log))
+    write_accuracy_txt(directory / "baseline_accuracy.txt", baseline)
+    write_accuracy_txt(directory / "compliance_accuracy.txt", compliance)
+    delta = abs(1 - baseline.f1 / compliance.f1) * 100 if compliance.f1 else float("inf")
+    close = baseline.f1 > 0 and delta <= F1_DELTA_PERCENT
+    lines.append(f"F1 over these {len(shared)} samples ({compliance.questions_scored} questions): accuracy run "
+                 f"{baseline.f1:.3f}, {TEST} run {compliance.f1:.3f}, difference {delta:.3f}% "
+                 f"(limit {F1_DELTA_PERCENT:g}%): {'PASS' if close else 'FAIL'}")
+    return Verification(identical or close, lines)
+
+
+def verify_performance(reference_detail: Path, test_detail: Path, scenario: str) -> Verification:
+    """The compliance run's result against the performance run's, as MLPerf's TEST01 compares them."""
+    key, unit, in_ns = RESULT_KEYS[scenario]
+    scale = 1e-6 if in_ns else 1.0  # latencies in ms
+    reference, test = read_detail_log(reference_detail), read_detail_log(test_detail)
+    lines = [f"{TEST} performance: {key} of the {TEST} run against the performance run's"]
+    problems = [f"the {name} is {log.get('result_validity')}, not VALID"
+                for name, log in (("performance run", reference), (f"{TEST} run", test))
+                if log.get("result_validity") != "VALID"]
+    if scenario == "Server" and reference.get("effective_target_latency_ns") != test.get("effective_target_latency_ns"):
+        problems.append("the two runs have different target latencies")
+    if reference.get(key) is None or test.get(key) is None:
+        problems.append(f"a log has no {key}")
+    else:
+        expected, value = float(reference.get(key)), float(test.get(key))
+        short_latency = (scenario == "SingleStream" and expected <= 200_000) or (
+            scenario == "MultiStream" and expected <= 1_600_000)
+        limit = 0.20 if short_latency else 0.10
+        lines.append(f"performance run {expected * scale:,.3f} {unit}, {TEST} run {value * scale:,.3f} {unit} "
+                     f"({value / expected - 1:+.1%}; limit +/-{limit:.0%})")
+        if not expected * (1 - limit) <= value <= expected * (1 + limit):
+            problems.append(f"the result moved more than {limit:.0%}")
+    lines.append(PASS_LINE if not problems else "TEST FAIL: " + "; ".join(problems))
+    return Verification(not problems, lines)
