@@ -211,10 +211,10 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
     from sut.models import load_model
     from sut.sut import SUT
 
-    if Path(AUDIT_CONFIG).exists():
-        raise HarnessError(f"{Path.cwd() / AUDIT_CONFIG} is left from a compliance test: LoadGen would obey it and "
-                           "turn this run into a compliance run (an accuracy run into a performance run); remove "
-                           "it, or run from another folder")
+    if audit_config is None and Path(AUDIT_CONFIG).exists():  # a compliance run runs LoadGen in its own folder
+        raise HarnessError(f"{Path.cwd() / AUDIT_CONFIG} is here: LoadGen would obey it and turn this run into a "
+                           "compliance run (an accuracy run into a performance run). Remove it; `make compliance` "
+                           f"runs TEST01 in a folder of its own (AUDIT_CONFIG={AUDIT_CONFIG} uses this file)")
     scenario = check_scenario(options.scenario)
     backend_name = check_choice("BACKEND", options.backend, BACKENDS)
     system = load_system(options.system or detect_system())

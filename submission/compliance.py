@@ -65,8 +65,12 @@ def run_test01(build_dir: Path, scenario: str, audit_config: Path, model: str | 
     shutil.rmtree(test_dir, ignore_errors=True)  # never leave an older test's verdicts beside this run
     log(f"{TEST}: the {scenario} performance run again, with {audit_config}")
     run_dir, _ = run(options, accuracy=False, log=log, audit_config=audit_config, compliance_test=TEST)
-    if AUDIT_FOUND not in (run_dir / "mlperf_log_detail.txt").read_text():
+    detail = read_detail_log(run_dir / "mlperf_log_detail.txt")
+    if not any(AUDIT_FOUND in warning for warning in detail.warnings):
         raise HarnessError(f"LoadGen did not report reading audit.config in {run_dir}; the run is not a {TEST} run")
+    if detail.get("effective_test_mode") != "PerformanceOnly":
+        raise HarnessError(f"{audit_config} made LoadGen run in {detail.get('effective_test_mode')} mode; {TEST} is "
+                           "a performance run (its audit.config sets `*.*.mode = 2`)")
     accuracy_dir = test_dir / "accuracy"
     accuracy_dir.mkdir()
     test_log = accuracy_dir / "mlperf_log_accuracy.json"

@@ -249,5 +249,5 @@ def test_stray_audit_config_is_refused(tmp_path, build_dir, features, command):
     before = logs_in(build_dir)
     result = run_cli("harness", command, "--build-dir", str(build_dir), "--count", "4", cwd=tmp_path)
     assert result.returncode == 2
-    assert "audit.config is left from a compliance test" in result.stderr and "remove it" in result.stderr
+    assert "audit.config is here: LoadGen would obey it" in result.stderr and "make compliance" in result.stderr
     assert logs_in(build_dir) == before

@@ -160,3 +160,19 @@ def test_compliance_needs_both_runs(compliance_build):
     result = run_cli("harness", "compliance", "--scenario", "Server", "--build-dir", str(runs), cwd=runs)
     assert result.returncode == 2
     assert "run `make perf SCENARIO=Server` and `make accuracy SCENARIO=Server` first" in result.stderr
+
+
+@pytest.mark.parametrize("config, message", [
+    ("missing", "not found; give TEST01's audit.config"),
+    ("*.*.mode = 1\n", "made LoadGen run in AccuracyOnly mode; TEST01 is a performance run"),
+])
+def test_bad_audit_config_is_refused(compliance_build, tmp_path, config, message):
+    runs, _ = compliance_build
+    build = tmp_path / "build"
+    shutil.copytree(runs, build)
+    audit_config = tmp_path / "audit.config"
+    if config != "missing":
+        audit_config.write_text(config)
+    result = run_cli("harness", "compliance", "--build-dir", str(build), "--audit-config", str(audit_config),
+                     cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr
