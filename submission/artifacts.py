@@ -8,7 +8,7 @@ import tarfile
 from pathlib import Path
 
 from submission.loadgen_detail import read_detail_log
-from submission.runs import TEST, ScenarioRuns
+from submission.runs import TEST, ScenarioRuns, passed_test01
 
 STEM = "mlperf_submission_short"
 RESULT_KEYS = {  # detail-log key, unit, nanoseconds-to-milliseconds?
@@ -102,14 +102,15 @@ def description_markdown(all_runs: list[ScenarioRuns], description: dict, entrie
         lines.append(f"- {name}: {description[name]}")
     lines += ["", "## Software", "", f"- framework: {description['framework']}",
               f"- other: {description['other_software_stack']}", "", "## Results", "",
-              "| scenario | result | units | accuracy | backend | device | precision | compliant settings |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+              f"| scenario | result | units | accuracy | backend | device | precision | compliant settings | {TEST} |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for runs, entry in zip(all_runs, entries.values(), strict=True):
         info = runs.performance_info
         compliant = "yes" if entry["compliance"] else f"no (COUNT={info.get('count') or runs.accuracy_info['count']})"
         result = f"{entry['Result']:.3f}" if entry["Result"] is not None else "n/a"
+        test01 = ("PASS" if passed_test01(runs.test01_dir) else "FAIL") if runs.test01_dir else "none"
         lines.append(f"| {runs.scenario} | {result} | {entry['Units']} | {entry['Accuracy']} | {info['backend']} "
-                     f"| {info['device']} | {info['precision']} | {compliant} |")
+                     f"| {info['device']} | {info['precision']} | {compliant} | {test01} |")
     lines += ["", "## Reproduce", "", "```bash", run_commands.rstrip(), "```", ""]
     return "\n".join(lines)
 

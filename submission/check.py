@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from accuracy.evaluate import REFERENCE_F1
-from submission.compliance import F1_DELTA_PERCENT, PASS_LINE
+from submission.compliance import F1_DELTA_PERCENT
 from submission.loadgen_detail import read_detail_log
-from submission.runs import TEST, VERIFY_FILES
+from submission.runs import PASS_LINE, TEST, VERIFY_FILES
 from submission.system import AVAILABILITIES, INTEGER_FIELDS, REQUIRED_FIELDS
 from submission.tree import BENCHMARK, MANIFEST, TEST01_FILES, scenario_paths, source_dir
 

@@ -23,10 +23,9 @@ from qsl.cache import load_features
 from qsl.features import MAX_SEQ_LENGTH, SquadFeatures
 from submission.artifacts import RESULT_KEYS
 from submission.loadgen_detail import read_detail_log
-from submission.runs import TEST, ScenarioRuns, find_runs
+from submission.runs import PASS_LINE, TEST, ScenarioRuns, find_runs
 
 F1_DELTA_PERCENT = 1.0  # bert-99: how far F1 may move where responses differ bit-wise
-PASS_LINE = "TEST PASS"  # the official checker looks for this exact line
 AUDIT_FOUND = "Found Audit Config file"  # LoadGen's detail-log message when it obeyed audit.config
 
 

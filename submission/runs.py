@@ -12,6 +12,7 @@ from harness.settings import SCENARIOS
 
 TEST = "TEST01"  # the compliance test bert-99 requires (make compliance)
 VERIFY_FILES = ("verify_accuracy.txt", "verify_performance.txt")
+PASS_LINE = "TEST PASS"  # a verify file's verdict, the exact line the official checker looks for
 
 
 @dataclass
@@ -87,6 +88,13 @@ def _with_test01(runs: ScenarioRuns, test_dir: Path) -> ScenarioRuns:
         return runs
     runs.test01_problem = problem
     return runs
+
+
+def passed_test01(test_dir: Path) -> bool:
+    """Both halves passed: the performance check, and the accuracy check identical or by its F1 fallback."""
+    accuracy, performance = ([line.strip() for line in (test_dir / name).read_text().splitlines()] or [""]
+                             for name in VERIFY_FILES)
+    return PASS_LINE in performance and (PASS_LINE in accuracy or accuracy[-1].endswith(": PASS"))
 
 
 def find_runs(build_dir: Path, model: str | None = None, backend: str | None = None) -> list[ScenarioRuns]:

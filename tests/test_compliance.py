@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from submission.check import Report, check_test01
-from submission.compliance import PASS_LINE, verify_accuracy, verify_performance
+from submission.compliance import verify_accuracy, verify_performance
+from submission.runs import PASS_LINE, passed_test01
 from submission.tree import TEST01_FILES
 from tests.conftest import run_cli
 
@@ -142,6 +143,10 @@ def test_submission_packages_test01_and_drops_a_stale_one(compliance_build, tmp_
     assert packaged == sorted(TEST01_FILES)
     assert "-m harness compliance" in (test_dir.parent / "README.md").read_text()
 
+    short = run_cli("submission", "--short", "--build-dir", str(runs), "--out", str(tmp_path / "with"), cwd=runs)
+    verdict = "PASS" if passed_test01(scenario_logs(runs) / "TEST01") else "FAIL"
+    assert f"| {verdict} |" in (tmp_path / "with" / "mlperf_submission_short.md").read_text(), short.stdout
+
     stale = tmp_path / "stale"
     shutil.copytree(runs, stale)
     info_path = scenario_logs(stale) / "TEST01/performance/run_1/run_info.json"
@@ -153,6 +158,7 @@ def test_submission_packages_test01_and_drops_a_stale_one(compliance_build, tmp_
     assert "leaving out Offline's TEST01, which is older than the runs it checks" in result.stdout
     assert "make compliance SCENARIO=Offline" in result.stdout
     assert not list((tmp_path / "short").glob("*/open/*/results/*/bert-99/Offline/TEST01"))
+    assert "| none |" in (tmp_path / "short" / "mlperf_submission_short.md").read_text()
 
 
 def test_compliance_needs_both_runs(compliance_build):
