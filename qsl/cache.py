@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +31,24 @@ def cache_key(dataset_sha256: str, vocab_sha256: str) -> str:
     return hashlib.sha256(json.dumps(parameters, sort_keys=True).encode()).hexdigest()
 
 
-def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write through a temporary file so an interrupted write never leaves a plausible-looking file."""
+def save_atomically(write: Callable[[str], object], path: Path) -> Path:
+    """`write(name)` into a temporary file renamed to `path` once complete: no reader ever sees half a file.
+
+    The temporary name is this process's own (keeping the suffix, which np.savez insists on): jobs started
+    together on a cluster, each building the same cache, no longer write into one file and crash on rename.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".partial.npz")
-    np.savez(temporary, **arrays)
-    os.replace(temporary, path)
+    temporary = path.with_name(f"{path.stem}.{os.getpid()}.partial{path.suffix}")
+    try:
+        write(str(temporary))
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    save_atomically(lambda name: np.savez(name, **arrays), path)
 
 
 def _read_cache(path: Path, key: str) -> SquadFeatures | None:

@@ -11,15 +11,14 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from harness.errors import HarnessError
+from qsl.cache import save_atomically
 from sut.models import LoadedModel
 
 OPSET = 17
@@ -40,14 +39,6 @@ def file_stamp(path: Path) -> str:
     """A file's identity in cache keys: where it is, its size and when it last changed."""
     stat = path.stat()
     return f"{path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}"
-
-
-def save_atomically(write: Callable[[str], object], path: Path) -> Path:
-    """`write(name)` into a partial file, renamed to `path` only once complete: a cache never holds half a file."""
-    partial = path.with_name(path.name + ".partial")
-    write(str(partial))
-    os.replace(partial, path)
-    return path
 
 
 def export_key(model: LoadedModel) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import HarnessError
+from qsl.cache import save_atomically
 from sut.backend import parse_options
 from sut.models import LoadedModel
 from sut.onnx_model import (
@@ -24,7 +25,6 @@ from sut.onnx_model import (
     find_interface,
     is_quantised,
     named_inputs,
-    save_atomically,
     stack_logits,
 )
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from harness.errors import HarnessError
+from qsl.cache import save_atomically
 from qsl.features import MAX_SEQ_LENGTH
 from sut.backend import parse_options
 from sut.models import LoadedModel
@@ -26,7 +27,6 @@ from sut.onnx_model import (
     find_interface,
     is_quantised,
     named_inputs,
-    save_atomically,
     stack_logits,
 )
 

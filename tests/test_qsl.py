@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from harness.errors import HarnessError
 from qsl.cache import load_features
 from qsl.dataset import SHIPPED_DATASET, load_dataset, split_whitespace
 from qsl.features import doc_spans, max_context_flags
+from tests.conftest import cli_environment
 
 # sha256 of the int32 arrays produced by a line-by-line transcription of the reference's
 # create_squad_data.py (BertTokenizer on every word), checked against this implementation.
@@ -120,3 +123,18 @@ def test_calibration_set_is_mlperfs_list_of_dev_features():
     assert indices[:3].tolist() == [4547, 9556, 2033] and indices.max() < 10833
     with pytest.raises(HarnessError, match="full dev set"):
         calibration_indices(5000)
+
+
+def test_caches_written_at_once_by_several_jobs_stay_whole(tmp_path):
+    """Cluster jobs started together each build the same cache: none may crash or leave a mixed file."""
+    script = ("import sys; import numpy as np; from pathlib import Path; from qsl.cache import save_npz\n"
+              "for _ in range(3):\n"
+              "    save_npz(Path(sys.argv[1]), {'a': np.full((2000, 4000), int(sys.argv[2]), np.int32)})\n")
+    path = tmp_path / "cache.npz"
+    jobs = [subprocess.Popen([sys.executable, "-c", script, str(path), str(value)], env=cli_environment(),
+                             stderr=subprocess.PIPE, text=True) for value in (1, 2, 3)]
+    for job in jobs:
+        assert job.wait(timeout=120) == 0, job.stderr.read()
+    with np.load(path) as cached:
+        assert len(np.unique(cached["a"])) == 1
+    assert [file.name for file in tmp_path.iterdir()] == ["cache.npz"]
