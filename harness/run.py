@@ -267,7 +267,12 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
     resolved.end_utc = utc_now()
     resolved.samples_answered = sut.samples_done
     if sut.error is not None:
-        raise HarnessError(f"the {backend_name} backend failed during the run: {sut.error!r}; "
+        hint = ""
+        if "out of memory" in str(sut.error).lower():
+            budget = system.max_tokens or "none set"
+            hint = (f"; the batches did not fit: lower max_tokens ({budget}) or batch_size ({batch_size}) in "
+                    f"configs/systems/{system.name}.json, or give BATCH_SIZE=")
+        raise HarnessError(f"the {backend_name} backend failed during the run: {sut.error!r}{hint}; "
                            f"incomplete logs left in {work_dir}") from sut.error
     summary = work_dir / "mlperf_log_summary.txt"
     resolved.loadgen_result = loadgen_result(summary)

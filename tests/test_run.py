@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+from harness.errors import HarnessError
 from tests.conftest import cli_environment, run_cli
 
 
@@ -133,6 +134,16 @@ def test_backend_failure_mid_run_still_lets_loadgen_finish(tmp_path, features):
     sut.close()
     qsl.close()
     assert isinstance(sut.error, RuntimeError) and sut.samples_done == 64
+
+
+def test_out_of_memory_names_the_settings_to_lower(tmp_path, build_dir, features, tiny_random_model, monkeypatch):
+    from harness import run
+
+    monkeypatch.setattr(run, "create_backend", lambda *args, **kwargs: FailingBackend())
+    options = run.RunOptions(model=str(tiny_random_model), count="64", build_dir=build_dir, system="cpu")
+    with pytest.raises(HarnessError, match=r"out of memory.*lower max_tokens \(none set\) or batch_size \(8\) in "
+                                           r"configs/systems/cpu.json, or give BATCH_SIZE=; incomplete logs left"):
+        run.run(options, accuracy=False, log=lambda *_: None)
 
 
 def test_ctrl_c_stops_a_run_at_once(tmp_path, build_dir, features, tiny_random_model):
