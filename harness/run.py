@@ -163,6 +163,14 @@ def unmet_constraints(summary: Path) -> list[str]:
     return [line.split(" satisfied")[0] for line in lines if " satisfied" in line and line.endswith("NO")]
 
 
+def memory_hint(error: BaseException, system, batch_size: int) -> str:
+    """For an out-of-memory error, the settings that size the batches; else nothing."""
+    if "out of memory" not in str(error).lower():
+        return ""
+    return (f"; the batches did not fit: lower max_tokens ({system.max_tokens or 'none set'}) or batch_size "
+            f"({batch_size}) in configs/systems/{system.name}.json, or give BATCH_SIZE=")
+
+
 def quick_run_note(count: int) -> str:
     return ("\n" + "=" * 78 + "\n"
             f"NOT COMPLIANT: quick run (COUNT={count}). LoadGen's minimum duration and sample count were\n"
@@ -233,8 +241,14 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
         model_is_random=model.is_random, backend_options=options.backend_options, compliant_settings=count is None,
         compliance_test=compliance_test, command=shlex.join([sys.executable, "-m", "harness", *sys.argv[1:]]),
         working_directory=os.getcwd())
-    backend = create_backend(backend_name, model, device, precision, features, options.build_dir,
-                             options.backend_options, log)  # before any log folder: a failure leaves none
+    try:  # before any log folder: a failure leaves none
+        backend = create_backend(backend_name, model, device, precision, features, options.build_dir,
+                                 options.backend_options, log)
+    except RuntimeError as error:  # torch.OutOfMemoryError among them: warm-up runs the largest batches
+        hint = memory_hint(error, system, batch_size)
+        if not hint:
+            raise
+        raise HarnessError(f"the {backend_name} backend failed while warming up: {error!r}{hint}") from error
     final_dir = log_dir(options.build_dir, model.name, backend_name, scenario, accuracy, compliance_test)
     work_dir = final_dir.with_name(final_dir.name + ".partial").resolve()  # absolute: LoadGen may run elsewhere
     shutil.rmtree(work_dir, ignore_errors=True)
@@ -267,13 +281,9 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
     resolved.end_utc = utc_now()
     resolved.samples_answered = sut.samples_done
     if sut.error is not None:
-        hint = ""
-        if "out of memory" in str(sut.error).lower():
-            budget = system.max_tokens or "none set"
-            hint = (f"; the batches did not fit: lower max_tokens ({budget}) or batch_size ({batch_size}) in "
-                    f"configs/systems/{system.name}.json, or give BATCH_SIZE=")
-        raise HarnessError(f"the {backend_name} backend failed during the run: {sut.error!r}{hint}; "
-                           f"incomplete logs left in {work_dir}") from sut.error
+        raise HarnessError(f"the {backend_name} backend failed during the run: {sut.error!r}"
+                           f"{memory_hint(sut.error, system, batch_size)}; incomplete logs left in {work_dir}") \
+            from sut.error
     summary = work_dir / "mlperf_log_summary.txt"
     resolved.loadgen_result = loadgen_result(summary)
     if count is not None and summary.is_file():

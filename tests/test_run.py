@@ -136,13 +136,20 @@ def test_backend_failure_mid_run_still_lets_loadgen_finish(tmp_path, features):
     assert isinstance(sut.error, RuntimeError) and sut.samples_done == 64
 
 
-def test_out_of_memory_names_the_settings_to_lower(tmp_path, build_dir, features, tiny_random_model, monkeypatch):
+def out_of_memory_at_warm_up(*args, **kwargs):
+    raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+@pytest.mark.parametrize("create_backend, when", [(lambda *args, **kwargs: FailingBackend(), "during the run"),
+                                                  (out_of_memory_at_warm_up, "while warming up")])
+def test_out_of_memory_names_the_settings_to_lower(build_dir, features, tiny_random_model, monkeypatch,
+                                                    create_backend, when):
     from harness import run
 
-    monkeypatch.setattr(run, "create_backend", lambda *args, **kwargs: FailingBackend())
+    monkeypatch.setattr(run, "create_backend", create_backend)
     options = run.RunOptions(model=str(tiny_random_model), count="64", build_dir=build_dir, system="cpu")
-    with pytest.raises(HarnessError, match=r"out of memory.*lower max_tokens \(none set\) or batch_size \(8\) in "
-                                           r"configs/systems/cpu.json, or give BATCH_SIZE=; incomplete logs left"):
+    with pytest.raises(HarnessError, match=rf"failed {when}: .*out of memory.*lower max_tokens \(none set\) or "
+                                           r"batch_size \(8\) in configs/systems/cpu.json, or give BATCH_SIZE="):
         run.run(options, accuracy=False, log=lambda *_: None)
 
 
