@@ -14,7 +14,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.settings import check_scenario, detect_system, load_system, test_settings, user_conf_text
+from harness.settings import (
+    SystemConfig,
+    check_scenario,
+    detect_system,
+    load_system,
+    test_settings,
+    user_conf_text,
+)
 
 BACKENDS = ("pytorch", "huggingface", "onnxruntime", "tensorrt")
 AUDIT_CONFIG = "audit.config"  # LoadGen reads this name from the working directory and obeys it over user.conf
@@ -163,7 +170,7 @@ def unmet_constraints(summary: Path) -> list[str]:
     return [line.split(" satisfied")[0] for line in lines if " satisfied" in line and line.endswith("NO")]
 
 
-def memory_hint(error: BaseException, system, batch_size: int) -> str:
+def memory_hint(error: BaseException, system: SystemConfig, batch_size: int) -> str:
     """For an out-of-memory error, the settings that size the batches; else nothing."""
     if "out of memory" not in str(error).lower():
         return ""

@@ -145,6 +145,12 @@ def check_performance(run_dir: Path, scenario: str, layout: str, report: Report,
         report.full_only(f"{where}: target latency {log.get('effective_target_latency_ns')} ns > 130 ms")
 
 
+def official_f1(accuracy_txt: Path) -> float | None:
+    """F1 from the scorer's {"exact_match": X, "f1": Y} line, as the official checker reads it."""
+    lines = accuracy_txt.read_text().splitlines()
+    return next((float(match.group(1)) for line in lines if (match := F1_PATTERN.match(line))), None)
+
+
 def check_accuracy(run_dir: Path, scenario: str, report: Report) -> float | None:
     where = f"{scenario} accuracy"
     for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt", "accuracy.txt", "mlperf_log_accuracy.json"):
@@ -154,7 +160,7 @@ def check_accuracy(run_dir: Path, scenario: str, report: Report) -> float | None
     if (run_dir / "mlperf_log_accuracy.json").stat().st_size > MAX_ACCURACY_LOG_BYTES:
         report.error(f"{where}: mlperf_log_accuracy.json is not truncated (> 10 KB)")
     lines = (run_dir / "accuracy.txt").read_text().splitlines()
-    f1 = next((float(match.group(1)) for line in lines if (match := F1_PATTERN.match(line))), None)
+    f1 = official_f1(run_dir / "accuracy.txt")
     if f1 is None:
         report.error(f"{where}: accuracy.txt has no official {{\"exact_match\": X, \"f1\": Y}} line")
     if not any(HASH_PATTERN.match(line) for line in lines):
@@ -192,8 +198,7 @@ def check_test01(directory: Path, scenario: str, layout: str, report: Report) ->
         report.full_only(f"{where}: responses differ from the accuracy run's and accuracy/ holds {files or 'nothing'}, "
                          f"not {', '.join(TEST01_ACCURACY_FILES)}")
         return
-    baseline, compliance = (next((float(match.group(1)) for line in (directory / "accuracy" / name).read_text()
-                                  .splitlines() if (match := F1_PATTERN.match(line))), 0.0)
+    baseline, compliance = (official_f1(directory / "accuracy" / name) or 0.0
                             for name in ("baseline_accuracy.txt", "compliance_accuracy.txt"))
     delta = abs(1 - baseline / compliance) * 100 if baseline and compliance else float("inf")
     if delta > F1_DELTA_PERCENT:
