@@ -45,12 +45,19 @@ help:
 
 setup: .venv/.installed
 
+# Jobs started together on a fresh checkout (a SLURM array) would each build .venv at once and break it:
+# the first takes a lock and builds it; the others wait, then find it built. Without flock, no lock.
 .venv/.installed: pyproject.toml
+ifeq ($(SETUP_LOCKED),1)
 	python3 -m venv .venv
 	.venv/bin/python -m pip install --quiet --upgrade pip
 	.venv/bin/python -m pip install --quiet "$(TORCH_SPEC)"
 	.venv/bin/python -m pip install --quiet -e ".[test,onnx]"
 	touch $@
+else
+	@mkdir -p .venv
+	@$(if $(shell command -v flock),flock .venv/.setup.lock) $(MAKE) --no-print-directory SETUP_LOCKED=1 $@
+endif
 
 features: $(ENV)
 	$(PYTHON) -m harness features --build-dir "$(BUILD)"
