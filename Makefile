@@ -32,10 +32,10 @@ RUN_ARGS = --scenario $(SCENARIO) --backend $(BACKEND) --build-dir "$(BUILD)" \
 	$(if $(TRUST_CHECKPOINT),--trust-checkpoint) $(if $(TRACE),--enable-trace) \
 	$(foreach option,$(BACKEND_OPTIONS),--backend-option $(option))
 
-.PHONY: help setup features perf accuracy compliance submission download bench test lint clean distclean
+.PHONY: help setup features perf accuracy compliance submission download bench profile test lint clean distclean
 
 help:
-	@echo "Targets: setup features perf accuracy compliance submission download bench test lint clean distclean"
+	@echo "Targets: setup features perf accuracy compliance submission download bench profile test lint clean distclean"
 	@echo "Variables: SCENARIO=$(SCENARIO) BACKEND=$(BACKEND) MODEL= DEVICE= PRECISION= COUNT= SYSTEM= BATCH_SIZE="
 	@echo "           BACKEND_OPTIONS=\"key=value ...\" (backend settings, e.g. optimize=0 or providers=tensorrt)"
 	@echo "           BUILD=$(BUILD) PYTHON= TORCH_SPEC=$(TORCH_SPEC) TRUST_CHECKPOINT=1 TRACE=1"
@@ -83,6 +83,10 @@ download: $(ENV)
 
 bench: $(ENV)
 	$(PYTHON) -m benchmarks.bench --build-dir "$(BUILD)" $(if $(MODEL),--model "$(MODEL)")
+
+profile: $(ENV)
+	$(PYTHON) -m benchmarks.profile --build-dir "$(BUILD)" $(if $(MODEL),--model "$(MODEL)") \
+		$(if $(DEVICE),--device $(DEVICE)) $(if $(PRECISION),--precision $(PRECISION)) $(if $(SYSTEM),--system $(SYSTEM))
 
 test: $(ENV)
 	$(PYTHON) -m pytest -q

@@ -1,0 +1,144 @@
+"""`make profile`: where one Offline batch of our packed path spends its time, kernel by kernel.
+
+    python -m benchmarks.profile [--model DIR] [--precision fp8] [--device cuda] [--iterations 3]
+
+Runs the largest batch of the system file's Offline plan (its token budget full) through the packed
+backend's `predict`, warmed up, under torch.profiler; sums each kernel's time (GPU kernels on CUDA,
+operators on CPU) and groups the kernels by what they do. It is the measurement that picks the next
+kernel to write: docs/benchmarks.md shows one and works out what a target rate needs from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from harness.cli_common import run_main
+
+CATEGORIES = (  # first match wins; names as CUDA kernels and CPU operators are called
+    ("FFN input product, GELU, quantise (Triton)", r"_product_gelu_quantise"),
+    ("residual + LayerNorm + quantise (Triton)", r"_add_norm_quantise"),
+    ("attention", r"flash|fmha|attention|attn|softmax|bmm"),
+    ("matrix products", r"gemm|cutlass|cublas|sm90_xmma|scaled_mm|addmm|matmul|\bmm\b|aten::mm|aten::linear"),
+    ("LayerNorm", r"layer_norm|layernorm"),
+    ("GELU", r"gelu"),
+    ("copies, casts, quantisation", r"to_fp8|float8|e4m3|clamp|aten::to|_to_copy|copy|convert"),
+    ("embeddings", r"embedding|index_select|gather"),
+)
+OTHER = "everything else"
+
+
+@dataclass
+class KernelTime:
+    name: str
+    calls: int
+    seconds: float
+
+
+def category(name: str) -> str:
+    lowered = name.lower()
+    for label, pattern in CATEGORIES:
+        if re.search(pattern, lowered):
+            return label
+    return OTHER
+
+
+def kernel_times(profiler, on_device: bool, iterations: int) -> list[KernelTime]:
+    """Per-iteration time of each GPU kernel (on CUDA) or each operator's own CPU time (on CPU)."""
+    times = []
+    for event in profiler.key_averages():
+        if on_device:
+            seconds = getattr(event, "self_device_time_total", None)
+            if seconds is None:  # torch before 2.4 called it cuda
+                seconds = event.self_cuda_time_total
+            if event.device_type.name != "CUDA":
+                continue
+        else:
+            seconds = event.self_cpu_time_total
+        if seconds > 0:
+            times.append(KernelTime(event.key, event.count // iterations, seconds / 1e6 / iterations))
+    return sorted(times, key=lambda kernel: -kernel.seconds)
+
+
+def largest_batch(features, batch_size: int, max_tokens: int | None) -> np.ndarray:
+    from sut.batching import plan_batches
+
+    batches = plan_batches(features.lengths, batch_size, max_tokens)
+    return max(batches, key=lambda rows: int(features.lengths[rows].sum()))
+
+
+def report(kernels: list[KernelTime], tokens: int, samples: int, top: int) -> list[str]:
+    total = sum(kernel.seconds for kernel in kernels)
+    groups: dict[str, list[KernelTime]] = defaultdict(list)
+    for kernel in kernels:
+        groups[category(kernel.name)].append(kernel)
+    lines = [f"One batch: {tokens:,} tokens, {samples:,} samples; {total * 1e3:.1f} ms of kernel time "
+             f"({samples / total:,.0f} samples/s if nothing else ran)", "",
+             "| what | kernels | calls | ms | share |", "|---|---:|---:|---:|---:|"]
+    for label, members in sorted(groups.items(), key=lambda item: -sum(k.seconds for k in item[1])):
+        seconds = sum(kernel.seconds for kernel in members)
+        lines.append(f"| {label} | {len(members)} | {sum(k.calls for k in members)} | {seconds * 1e3:.2f} "
+                     f"| {seconds / total:.1%} |")
+    lines += ["", f"Longest {top} kernels:", "", "| kernel | what | calls | ms | share |", "|---|---|---:|---:|---:|"]
+    for kernel in kernels[:top]:
+        name = kernel.name if len(kernel.name) <= 90 else kernel.name[:87] + "..."
+        lines.append(f"| `{name}` | {category(kernel.name)} | {kernel.calls} | {kernel.seconds * 1e3:.2f} "
+                     f"| {kernel.seconds / total:.1%} |")
+    return lines
+
+
+def parser() -> argparse.ArgumentParser:
+    result = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    result.add_argument("--model", default=None, help="model (default: random BERT-Large, as make bench)")
+    result.add_argument("--device", default=None, help="cpu or cuda (default: cuda when there is a GPU)")
+    result.add_argument("--precision", default=None, help="fp32, fp16, bf16 or fp8 (default: the system file's)")
+    result.add_argument("--system", default=None, help="whose Offline batching (default: detected)")
+    result.add_argument("--iterations", type=int, default=3, help="profiled runs of the batch, averaged")
+    result.add_argument("--top", type=int, default=15, help="kernels listed by name")
+    result.add_argument("--build-dir", type=Path, default=Path("build"))
+    return result
+
+
+def main() -> None:
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from harness.run import create_backend, resolve_device
+    from harness.settings import detect_system, load_system
+    from qsl.cache import load_features
+    from sut.batching import batch_inputs
+    from sut.models import load_model
+
+    args = parser().parse_args()
+    system = load_system(args.system or detect_system())
+    device = resolve_device(args.device or system.device)
+    precision = args.precision or system.precision
+    features = load_features(args.build_dir / "data" / "squad_features.npz")
+    model = load_model(args.model, args.build_dir, allow_random=True)
+    backend = create_backend("pytorch", model, device, precision, features, args.build_dir)
+    rows = largest_batch(features, system.batch_size, system.max_tokens)
+    inputs = batch_inputs(features, rows)
+    for _ in range(2):  # warm-up: compiled code and allocator settle
+        backend.predict(*inputs)
+    on_device = device.startswith("cuda")
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if on_device else [])]
+    with profile(activities=activities) as profiler:
+        for _ in range(args.iterations):
+            backend.predict(*inputs)
+        if on_device:
+            torch.cuda.synchronize()
+    kernels = kernel_times(profiler, on_device, args.iterations)
+    print(f"{model.name}, pytorch backend, {device}, {precision}, system {system.name} "
+          f"(batch <= {system.batch_size}, token budget {system.max_tokens or 'none'}), "
+          f"{args.iterations} profiled runs after 2 warm-up runs")
+    print("\n".join(report(kernels, int(features.lengths[rows].sum()), len(rows), args.top)))
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,29 @@
+"""`make profile` on the CPU: one batch through the packed path under torch.profiler, grouped by kernel."""
+
+from __future__ import annotations
+
+import re
+
+from benchmarks.profile import OTHER, category
+from tests.conftest import run_cli
+
+
+def test_categories_name_what_a_kernel_does():
+    assert category("_product_gelu_quantise") == "FFN input product, GELU, quantise (Triton)"
+    assert category("sm90_xmma_gemm_e4m3f32_e4m3f32_f32_tn_n_tilesize128x256x64") == "matrix products"
+    assert category("void pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<64, 128>>") == "attention"
+    assert category("triton_red_fused_native_layer_norm_0") == "LayerNorm"
+    assert category("aten::addmm") == "matrix products" and category("aten::gelu") == "GELU"
+    assert category("aten::empty") == OTHER
+
+
+def test_profile_of_one_batch_on_cpu(tmp_path, build_dir, features, tiny_random_model):
+    result = run_cli("benchmarks.profile", "--model", str(tiny_random_model), "--build-dir", str(build_dir),
+                     "--device", "cpu", "--system", "cpu", "--iterations", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    batch = re.search(r"One batch: ([\d,]+) tokens, 8 samples", result.stdout)
+    assert batch and int(batch.group(1).replace(",", "")) > 8 * 300  # the cpu plan's longest 8 samples
+    shares = [float(share) for share in re.findall(r"\| ([\d.]+)% \|\n", result.stdout.split("Longest")[0])]
+    assert abs(sum(shares) - 100) < 0.5
+    assert "| matrix products |" in result.stdout and "| attention |" in result.stdout
+    assert "| `aten::addmm` | matrix products |" in result.stdout
