@@ -86,7 +86,8 @@ bench: $(ENV)
 
 profile: $(ENV)
 	$(PYTHON) -m benchmarks.profile --build-dir "$(BUILD)" $(if $(MODEL),--model "$(MODEL)") \
-		$(if $(DEVICE),--device $(DEVICE)) $(if $(PRECISION),--precision $(PRECISION)) $(if $(SYSTEM),--system $(SYSTEM))
+		$(if $(DEVICE),--device $(DEVICE)) $(if $(PRECISION),--precision $(PRECISION)) $(if $(SYSTEM),--system $(SYSTEM)) \
+		$(foreach option,$(BACKEND_OPTIONS),--backend-option $(option))
 
 test: $(ENV)
 	$(PYTHON) -m pytest -q

@@ -3,9 +3,10 @@
     python -m benchmarks.bench [--model DIR] [--passes 3] [--precisions fp16,bf16,fp8]
 
 On a GPU: the reference's way (Hugging Face fp32, batch 1, padded to 384), Hugging Face fp16 padded
-(batch 512) and length-sorted, then our packed encoder in each precision. Without a GPU: the small
-model on CPU through each CPU backend. Every row runs the backend's own `predict` (host packing and
-copies included) over whole passes of the dev set after a warm-up pass; the table gives the median.
+(batch 512) and length-sorted, then our packed encoder in each precision, and with each candidate
+option (CANDIDATES). Without a GPU: the small model on CPU through each CPU backend. Every row runs the
+backend's own `predict` (host packing and copies included) over whole passes of the dev set after a
+warm-up pass; the table gives the median.
 The host column is the share of that time spent packing batches and scattering logits on the host.
 """
 
@@ -28,6 +29,8 @@ from harness.cli_common import run_main
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "benchmarks.md"
 REFERENCE_BATCH1_SAMPLES = 200
+# Opt-in backend options not yet timed on a GPU: each gets its own row, beside the default path's.
+CANDIDATES = [("Triton attention", precision, {"triton_attention": "1"}) for precision in ("fp16", "fp8")]
 
 
 @dataclass
@@ -126,16 +129,19 @@ def gpu_rows(args, model, features, log) -> list[Row]:
     torch.cuda.empty_cache()
     packed_batches = plan_batches(features.lengths, system.batch_size, system.max_tokens)
     host = host_seconds(features, packed_batches)
-    for precision in args.precisions:
+    variants = [("ours, packed", precision, {}) for precision in args.precisions]
+    variants += [(f"ours, packed, {label}", precision, options) for label, precision, options in CANDIDATES
+                 if precision in args.precisions]
+    for path, precision, options in variants:
         try:
-            backend = create_backend("pytorch", model, device, precision, features, log=log)
+            backend = create_backend("pytorch", model, device, precision, features, options=options, log=log)
             rate = measure(backend, features, packed_batches, device, args.passes)
-            add(Row("ours, packed", precision, f"token budget {system.max_tokens}, batch <= {system.batch_size}",
+            add(Row(path, precision, f"token budget {system.max_tokens}, batch <= {system.batch_size}",
                     total, rate, host_share=host * rate / total))
             del backend
-        except Exception as error:  # noqa: BLE001 - one failing precision must not lose the others
-            log(f"  ours, packed {precision}: FAILED {error!r}")
-            rows.append(Row("ours, packed", precision, "", total, float("nan"), note=f"failed: {error!r}"[:200]))
+        except Exception as error:  # noqa: BLE001 - one failing variant must not lose the others
+            log(f"  {path} {precision}: FAILED {error!r}")
+            rows.append(Row(path, precision, "", total, float("nan"), note=f"failed: {error!r}"[:200]))
         torch.cuda.empty_cache()
     return rows
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.cli_common import run_main
+from harness.cli_common import backend_options, run_main
 
 CATEGORIES = (  # first match wins; names as CUDA kernels and CPU operators are called
     ("FFN input product, GELU, quantise (Triton)", r"_product_gelu_quantise"),
@@ -99,6 +99,8 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument("--device", default=None, help="cpu or cuda (default: cuda when there is a GPU)")
     result.add_argument("--precision", default=None, help="fp32, fp16, bf16 or fp8 (default: the system file's)")
     result.add_argument("--system", default=None, help="whose Offline batching (default: detected)")
+    result.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a pytorch backend option, repeatable (e.g. triton_attention=1)")
     result.add_argument("--iterations", type=int, default=3, help="profiled runs of the batch, averaged")
     result.add_argument("--top", type=int, default=15, help="kernels listed by name")
     result.add_argument("--build-dir", type=Path, default=Path("build"))
@@ -121,7 +123,8 @@ def main() -> None:
     precision = args.precision or system.precision
     features = load_features(args.build_dir / "data" / "squad_features.npz")
     model = load_model(args.model, args.build_dir, allow_random=True)
-    backend = create_backend("pytorch", model, device, precision, features, args.build_dir)
+    options = backend_options(args.backend_option)
+    backend = create_backend("pytorch", model, device, precision, features, args.build_dir, options)
     rows = largest_batch(features, system.batch_size, system.max_tokens)
     inputs = batch_inputs(features, rows)
     for _ in range(2):  # warm-up: compiled code and allocator settle
@@ -134,7 +137,8 @@ def main() -> None:
         if on_device:
             torch.cuda.synchronize()
     kernels = kernel_times(profiler, on_device, args.iterations)
-    print(f"{model.name}, pytorch backend, {device}, {precision}, system {system.name} "
+    chosen = "".join(f", {key}={value}" for key, value in options.items())
+    print(f"{model.name}, pytorch backend{chosen}, {device}, {precision}, system {system.name} "
           f"(batch <= {system.batch_size}, token budget {system.max_tokens or 'none'}), "
           f"{args.iterations} profiled runs after 2 warm-up runs")
     print("\n".join(report(kernels, int(features.lengths[rows].sum()), len(rows), args.top)))

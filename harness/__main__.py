@@ -6,8 +6,7 @@ import argparse
 from pathlib import Path
 
 from configs import TEST01_AUDIT_CONFIG
-from harness.cli_common import run_main
-from harness.errors import HarnessError
+from harness.cli_common import backend_options, run_main
 from harness.run import BACKENDS, PRECISIONS, RunOptions, run, unmet_constraints
 from harness.settings import SCENARIOS, known_systems
 
@@ -34,16 +33,6 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                              "each backend lists the keys it accepts")
     parser.add_argument("--enable-trace", action="store_true",
                         help="LoadGen trace log (about 270 bytes per sample; off by default)")
-
-
-def backend_options(pairs: list[str]) -> dict[str, str]:
-    options = {}
-    for pair in pairs:
-        key, separator, value = pair.partition("=")
-        if not separator or not key:
-            raise HarnessError(f"backend option {pair!r} is not KEY=VALUE")
-        options[key.strip()] = value.strip()
-    return options
 
 
 def options_from(args: argparse.Namespace) -> RunOptions:

@@ -8,6 +8,17 @@ from collections.abc import Callable
 from harness.errors import HarnessError
 
 
+def backend_options(pairs: list[str]) -> dict[str, str]:
+    """--backend-option KEY=VALUE pairs (BACKEND_OPTIONS) as a dict."""
+    options = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            raise HarnessError(f"backend option {pair!r} is not KEY=VALUE")
+        options[key.strip()] = value.strip()
+    return options
+
+
 def run_main(main: Callable[[], int | None]) -> None:
     try:
         code = main()

@@ -57,6 +57,7 @@ class PackedLayer(nn.Module):
         super().__init__()
         self.heads = heads
         self.approximate_gelu = False  # tanh GELU: within 5e-4 of exact, and fusable
+        self.fused_attention = None  # (qkv, cu_seqlens, max_length) -> context: the Triton kernel, when chosen
         self.qkv = nn.Linear(hidden, 3 * hidden)  # one product instead of three
         self.attention_out = nn.Linear(hidden, hidden)
         self.attention_norm = AddNorm(hidden, eps=eps)
@@ -68,8 +69,12 @@ class PackedLayer(nn.Module):
                 max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Takes and returns (hidden, product_input): the latter is hidden itself, or in fp8 its quantised copy."""
         tokens, width = hidden.shape
-        query, key, value = self.qkv(product_input).view(tokens, 3, self.heads, width // self.heads).unbind(1)
-        context = varlen_attention(query, key, value, cu_seqlens, max_length).reshape(tokens, width)
+        qkv = self.qkv(product_input)
+        if self.fused_attention is not None:
+            context = self.fused_attention(qkv, cu_seqlens, max_length=max_length)
+        else:
+            query, key, value = qkv.view(tokens, 3, self.heads, width // self.heads).unbind(1)
+            context = varlen_attention(query, key, value, cu_seqlens, max_length).reshape(tokens, width)
         hidden, product_input = self.attention_norm(self.attention_out(context), hidden)
         return self.ffn_norm(self.ffn_out(self._gelu_ffn_in(product_input)), hidden)
 

@@ -8,11 +8,13 @@ one pinned copy, and scatters the logits back into LoadGen's [batch, seq, 2] lay
 encoder layer is compiled once with dynamic shapes (all 24 layers share the compiled code) and
 warmed up before LoadGen starts, so compile time never lands inside a measured run.
 Batches of up to 128 samples (SingleStream, MultiStream, Server) replay CUDA graphs (sut/cuda_graphs.py).
-Options (BACKEND_OPTIONS="key=value"): compile=0|1, graphs=0|1 (default for both: 1 on CUDA below fp32).
+Options (BACKEND_OPTIONS="key=value"): compile=0|1, graphs=0|1 (default for both: 1 on CUDA below fp32),
+triton_attention=0|1 (default 0: sut/triton_attention.py, not yet timed against flash attention).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -98,7 +100,7 @@ class PackedBackend:
 
     def __init__(self, model: LoadedModel, device: str, precision: str, calibration: SquadFeatures | None = None,
                  cache_dir=None, options: dict[str, str] | None = None, log=print):
-        parsed = parse_options(options, {"compile": bool, "graphs": bool}, self.name)
+        parsed = parse_options(options, {"compile": bool, "graphs": bool, "triton_attention": bool}, self.name)
         compile_layers, use_graphs = parsed.get("compile"), parsed.get("graphs")
         self.device = torch.device(device)
         if self.device.type == "cuda" and self.device.index is not None:  # DEVICE=cuda:N
@@ -126,6 +128,8 @@ class PackedBackend:
         # fp32 attention loops over sequences in Python, syncing with the host: nothing to gain from
         # compiling, and it cannot be captured in a CUDA graph.
         fast_path = self.device.type == "cuda" and precision != "fp32"
+        if parsed.get("triton_attention"):
+            self._use_triton_attention(fast_path, precision)
         if compile_layers is None:
             compile_layers = fast_path
         if compile_layers:
@@ -140,6 +144,20 @@ class PackedBackend:
             use_graphs = fast_path
         if use_graphs:
             self.graphs = GraphedEncoder(self.encoder, self.device)
+
+    def _use_triton_attention(self, fast_path: bool, precision: str) -> None:
+        """Attention from the fused QKV product in one Triton kernel; in fp8 it writes attention_out's input."""
+        if not fast_path:
+            raise HarnessError("BACKEND_OPTIONS triton_attention=1 needs a CUDA device and PRECISION fp16, bf16 or fp8")
+        try:
+            from sut.triton_attention import varlen_attention_from_qkv
+        except ImportError as error:
+            raise HarnessError(f"BACKEND_OPTIONS triton_attention=1 needs Triton, which comes with CUDA builds of "
+                               f"torch: {error}") from error
+        for layer in self.encoder.layers:
+            scale = layer.attention_out.input_scale if precision == "fp8" else None
+            layer.fused_attention = functools.partial(varlen_attention_from_qkv, heads=layer.heads,
+                                                      output_scale=scale)
 
     def _calibration_batches(self, description: str, batch_size: int = 50) -> Iterator[np.ndarray]:
         """MLPerf's calibration features: fp8 scales come from these, and warm-up runs them."""

@@ -73,6 +73,35 @@ def test_graph_bucket_layout_gives_the_same_logits(tiny_model, features, rows):
     np.testing.assert_allclose(logits(bucketed), logits(plain), atol=1e-5, rtol=0)
 
 
+def reference_attention_from_qkv(qkv, cu_seqlens, max_length, heads):
+    from sut.packed_bert import varlen_attention
+
+    tokens, width = qkv.shape[0], qkv.shape[1] // 3
+    query, key, value = qkv.view(tokens, 3, heads, width // heads).unbind(1)
+    return varlen_attention(query, key, value, cu_seqlens, max_length).reshape(tokens, width)
+
+
+def test_fused_attention_takes_the_qkv_product_and_gives_the_context(tiny_model, features):
+    """The hook the Triton kernel plugs into: given the same maths, the same logits (runs without a GPU)."""
+    backend = PackedBackend(tiny_model, "cpu", "fp32")
+    inputs = batch_inputs(features, np.array(MIXED_ROWS))
+    expected = backend.predict(*inputs)
+    calls = []
+    for layer in backend.encoder.layers:
+        def fused(qkv, cu_seqlens, max_length, heads=layer.heads):
+            calls.append(qkv.shape)
+            return reference_attention_from_qkv(qkv, cu_seqlens, max_length, heads)
+        layer.fused_attention = fused
+    np.testing.assert_allclose(backend.predict(*inputs), expected, atol=1e-6, rtol=0)
+    width = backend.encoder.layers[0].qkv.out_features
+    assert len(calls) == len(backend.encoder.layers) and all(shape[1] == width for shape in calls)
+
+
+def test_triton_attention_needs_cuda_and_half_precision(tiny_model):
+    with pytest.raises(HarnessError, match="triton_attention=1 needs a CUDA device"):
+        PackedBackend(tiny_model, "cpu", "fp32", options={"triton_attention": "1"})
+
+
 def test_graphs_need_cuda_and_half_precision(tiny_model):
     with pytest.raises(HarnessError, match="graphs=1 needs a CUDA device"):
         PackedBackend(tiny_model, "cpu", "fp32", options={"graphs": "1"})
@@ -180,3 +209,40 @@ def test_fp8_without_triton_names_the_fix(tiny_model, features, monkeypatch):
         monkeypatch.setattr(pytorch_backend, check, lambda device: True)  # as on an H100
     with pytest.raises(HarnessError, match=r"needs Triton 3\.4 or newer.*pip install 'torch>=2\.8'"):
         PackedBackend(tiny_model, "cpu", "fp8", calibration=features)
+
+
+needs_triton_cuda = pytest.mark.skipif(
+    not (torch.cuda.is_available() and importlib.util.find_spec("triton") is not None),
+    reason="needs a CUDA GPU with Triton")
+
+
+@needs_triton_cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_triton_attention_matches_flash_attention(dtype):
+    from sut.triton_attention import varlen_attention_from_qkv
+
+    torch.manual_seed(0)
+    lengths = [0, 5, 130, 384, 1, 64, 0, 200]  # zero-length: the padding sequences of graph buckets
+    cu_seqlens = torch.tensor(np.concatenate([[0], np.cumsum(lengths)]), dtype=torch.int32, device="cuda")
+    qkv = torch.randn(sum(lengths), 3 * 1024, device="cuda", dtype=dtype) * 2
+    expected = reference_attention_from_qkv(qkv, cu_seqlens, 384, 16)
+    context = varlen_attention_from_qkv(qkv, cu_seqlens, 16, 384)
+    assert context.dtype == dtype and context.shape == expected.shape
+    torch.testing.assert_close(context, expected, atol=2e-2 if dtype == torch.bfloat16 else 2e-3, rtol=0)
+    scale = expected.abs().max().float() / 448
+    quantised = varlen_attention_from_qkv(qkv, cu_seqlens, 16, 384, output_scale=scale)
+    assert quantised.dtype == FP8
+    assert (quantised.float() == quantise(expected.float(), scale).float()).float().mean() > 0.99
+
+
+@needs_triton_cuda
+@pytest.mark.parametrize("precision", ["fp16", "fp8"])
+def test_triton_attention_keeps_f1(model, features, examples, precision):
+    if precision == "fp8" and not fp8_supported(torch.device("cuda")):
+        pytest.skip("needs a CUDA GPU with fp8 (compute capability 8.9+)")
+    flash = PackedBackend(model, "cuda", precision, calibration=features, log=lambda *_: None)
+    triton = PackedBackend(model, "cuda", precision, calibration=features, options={"triton_attention": "1"},
+                           log=lambda *_: None)
+    assert triton.encoder.layers[0].fused_attention is not None
+    expected = subset_f1(flash, features, examples, QUESTIONS)
+    assert subset_f1(triton, features, examples, QUESTIONS) == pytest.approx(expected, abs=0.3)
