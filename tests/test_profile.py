@@ -1,8 +1,11 @@
-"""`make profile` on the CPU: one batch through the packed path under torch.profiler, grouped by kernel."""
+"""The GPU investigation tools on the CPU: `make profile` for real, and the fp8 tile sweep refusing politely."""
 
 from __future__ import annotations
 
 import re
+
+import pytest
+import torch
 
 from benchmarks.profile import OTHER, category
 from tests.conftest import run_cli
@@ -27,3 +30,10 @@ def test_profile_of_one_batch_on_cpu(tmp_path, build_dir, features, tiny_random_
     assert abs(sum(shares) - 100) < 0.5
     assert "| matrix products |" in result.stdout and "| attention |" in result.stdout
     assert "| `aten::addmm` | matrix products |" in result.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available() and torch.cuda.get_device_capability() >= (9, 0),
+                    reason="a Hopper GPU is here: the sweep would run")
+def test_fp8_tile_sweep_says_what_it_needs(tmp_path):
+    result = run_cli("benchmarks.fp8_tiles", cwd=tmp_path)
+    assert result.returncode == 2 and "compute capability 9.0+ (Hopper); none is here" in result.stderr
