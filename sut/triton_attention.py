@@ -4,7 +4,7 @@ Flash attention (torch's varlen_attn) takes query, key and value as separate ten
 context in fp16; in fp8 a separate pass then quantises that context for the attention-output product
 (5.0% of an fp8 batch in the measured profile, docs/benchmarks.md). This kernel does the same maths,
 one program per (query block, head, sequence), with the quantisation in its epilogue.
-Opt-in (BACKEND_OPTIONS attention=triton) until timed against flash attention on a GPU.
+Opt-in (BACKEND_OPTIONS triton_attention=1) until timed against flash attention on a GPU.
 Imported only where it runs: CUDA with Triton.
 """
 
