@@ -185,6 +185,25 @@ def quick_run_note(count: int) -> str:
             + "=" * 78 + "\n")
 
 
+def hold_lock(final_dir: Path, what: str):
+    """Keep a second run of the same scenario and mode out of this one's folder while it runs.
+
+    Two at once (say, two precisions tried on two GPUs) would share the .partial folder: the second
+    would delete the first one's logs under it. The lock goes with the process, however it ends.
+    """
+    import fcntl
+
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(final_dir.with_name(final_dir.name + ".lock"), "w")  # held until the run ends
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise HarnessError(f"another {what} is running into {final_dir}; wait for it to finish, or give this one "
+                           "its own BUILD= folder") from None
+    return handle
+
+
 def start_test(sut_handle, qsl_handle, settings, log_settings, work_dir: Path) -> None:
     """LoadGen's StartTest, with Ctrl-C honoured.
 
@@ -257,6 +276,7 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
             raise
         raise HarnessError(f"the {backend_name} backend failed while warming up: {error!r}{hint}") from error
     final_dir = log_dir(options.build_dir, model.name, backend_name, scenario, accuracy, compliance_test)
+    lock = hold_lock(final_dir, f"{scenario} {resolved.mode} of {model.name} with {backend_name}")
     work_dir = final_dir.with_name(final_dir.name + ".partial").resolve()  # absolute: LoadGen may run elsewhere
     shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True)
@@ -304,4 +324,5 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
         log(quick_run_note(count))
     shutil.rmtree(final_dir, ignore_errors=True)
     work_dir.rename(final_dir)
+    lock.close()
     return final_dir, resolved

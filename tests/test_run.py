@@ -173,6 +173,25 @@ def test_ctrl_c_stops_a_run_at_once(tmp_path, build_dir, features, tiny_random_m
     assert partial.is_dir() and not (partial / "run_info.json").exists()
 
 
+def test_a_second_run_of_the_same_scenario_waits_its_turn(tmp_path, build_dir, features, tiny_random_model):
+    """Two runs into one folder at once (two precisions on two GPUs): the second is refused, the first goes on."""
+    command = ["harness", "perf", "--scenario", "Server", "--count", "300", "--model", str(tiny_random_model),
+               "--build-dir", str(build_dir)]
+    env = {**cli_environment(), "PYTHONUNBUFFERED": "1"}
+    first = subprocess.Popen([sys.executable, "-m", *command], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    for line in first.stdout:
+        if "PerformanceOnly" in line:
+            break
+    second = run_cli(*command, cwd=tmp_path)
+    still_running = first.poll() is None
+    first.send_signal(signal.SIGINT)
+    first.communicate(timeout=60)
+    assert still_running
+    assert second.returncode == 2 and "another Server PerformanceOnly of" in second.stderr
+    assert "wait for it to finish, or give this one its own BUILD= folder" in second.stderr
+
+
 def test_offline_progress_counts_tokens_and_samples(tmp_path, build_dir, features, tiny_random_model):
     """The bar's total is the query's tokens (longest batches run first), with samples answered beside it."""
     result = run_cli("harness", "perf", "--model", str(tiny_random_model), "--count", "1000",
