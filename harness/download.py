@@ -70,6 +70,21 @@ def fetch(artifact: Artifact, path: Path, timeout: float = 30.0) -> None:
 
 
 def download_all(build_dir: Path, log=print) -> None:
+    """Every artifact, one `make download` at a time per build folder: jobs started together (a SLURM array
+    whose script downloads first) would append to the same .part file; the others wait, then find it done."""
+    import fcntl
+
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with open(build_dir / ".download.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for another `make download` into {build_dir} to finish")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        _download_missing(build_dir, log)
+
+
+def _download_missing(build_dir: Path, log) -> None:
     missing = []
     for artifact in ARTIFACTS:
         path = build_dir / artifact.relative_path

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import threading
+import time
 import urllib.error
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
@@ -80,3 +81,28 @@ def test_offline_lists_what_to_place_and_keeps_what_was_placed(tmp_path, monkeyp
     download_all(tmp_path, log=messages.append)
     assert any(message.startswith("ok        ") and "model.pytorch" in message for message in messages)
 
+
+
+def test_downloads_started_together_fetch_each_file_once(tmp_path, monkeypatch):
+    """Jobs whose script starts with `make download`: one fetches, the others wait and find the file done."""
+    content = b"model bytes"
+    artifact = Artifact("http://example.invalid/model.bin", "models/model.bin", hashlib.sha256(content).hexdigest())
+    calls = []
+
+    def slow_fetch(artifact, path, timeout=30.0):
+        calls.append(path)
+        time.sleep(1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+
+    monkeypatch.setattr("harness.download.ARTIFACTS", (artifact,))
+    monkeypatch.setattr("harness.download.fetch", slow_fetch)
+    messages = []
+    jobs = [threading.Thread(target=download_all, args=(tmp_path, messages.append)) for _ in range(3)]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join(timeout=30)
+    assert len(calls) == 1 and (tmp_path / "models" / "model.bin").read_bytes() == content
+    assert sum(message.startswith("waiting for another") for message in messages) == 2
+    assert sum(message.startswith("ok        ") for message in messages) == 2
