@@ -18,7 +18,7 @@ from pathlib import Path
 from accuracy.evaluate import evaluate_logits, write_accuracy_txt
 from accuracy.loadgen_log import file_sha256, read_accuracy_log, read_log_entries
 from harness.errors import HarnessError
-from harness.run import RunOptions, run
+from harness.run import RunOptions, hold_lock, run
 from qsl.cache import load_features
 from qsl.features import MAX_SEQ_LENGTH, SquadFeatures
 from submission.artifacts import RESULT_KEYS
@@ -61,6 +61,7 @@ def run_test01(build_dir: Path, scenario: str, audit_config: Path, model: str | 
                          batch_size=info["batch_size"], build_dir=build_dir, trust_checkpoint=trust_checkpoint,
                          backend_options=info["backend_options"])
     test_dir = runs.performance_dir.parents[1] / TEST
+    lock = hold_lock(test_dir, f"{TEST} of {scenario}")  # before clearing the folder another one may be using
     shutil.rmtree(test_dir, ignore_errors=True)  # never leave an older test's verdicts beside this run
     log(f"{TEST}: the {scenario} performance run again, with {audit_config}")
     run_dir, _ = run(options, accuracy=False, log=log, audit_config=audit_config, compliance_test=TEST)
@@ -80,6 +81,7 @@ def run_test01(build_dir: Path, scenario: str, audit_config: Path, model: str | 
                                      run_dir / "mlperf_log_detail.txt", scenario)
     (test_dir / "verify_accuracy.txt").write_text("\n".join(accuracy.lines) + "\n")
     (test_dir / "verify_performance.txt").write_text("\n".join(performance.lines) + "\n")
+    lock.close()
     return test_dir, accuracy, performance
 
 
