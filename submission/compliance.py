@@ -61,9 +61,26 @@ def run_test01(build_dir: Path, scenario: str, audit_config: Path, model: str | 
                          batch_size=info["batch_size"], build_dir=build_dir, trust_checkpoint=trust_checkpoint,
                          backend_options=info["backend_options"])
     test_dir = runs.performance_dir.parents[1] / TEST
-    lock = hold_lock(test_dir, f"{TEST} of {scenario}")  # before clearing the folder another one may be using
-    shutil.rmtree(test_dir, ignore_errors=True)  # never leave an older test's verdicts beside this run
+    lock = hold_lock(test_dir, f"{TEST} of {scenario}")  # before moving a folder another one may be using
+    previous = test_dir.with_name(f"{TEST}.previous")  # the last test stays until this one has finished
+    shutil.rmtree(previous, ignore_errors=True)
+    if test_dir.exists():
+        test_dir.rename(previous)
     log(f"{TEST}: the {scenario} performance run again, with {audit_config}")
+    try:
+        accuracy, performance = _run_and_verify(options, runs, test_dir, audit_config, log)
+    except Exception:
+        shutil.rmtree(test_dir, ignore_errors=True)
+        if previous.exists():
+            previous.rename(test_dir)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
+    lock.close()
+    return test_dir, accuracy, performance
+
+
+def _run_and_verify(options: RunOptions, runs: ScenarioRuns, test_dir: Path, audit_config: Path,
+                    log) -> tuple[Verification, Verification]:
     run_dir, _ = run(options, accuracy=False, log=log, audit_config=audit_config, compliance_test=TEST)
     detail = read_detail_log(run_dir / "mlperf_log_detail.txt")
     if not any(AUDIT_FOUND in warning for warning in detail.warnings):
@@ -75,14 +92,13 @@ def run_test01(build_dir: Path, scenario: str, audit_config: Path, model: str | 
     accuracy_dir.mkdir()
     test_log = accuracy_dir / "mlperf_log_accuracy.json"
     (run_dir / "mlperf_log_accuracy.json").rename(test_log)
-    features = load_features(build_dir / "data" / "squad_features.npz", log=log)
+    features = load_features(options.build_dir / "data" / "squad_features.npz", log=log)
     accuracy = verify_accuracy(runs.accuracy_dir / "mlperf_log_accuracy.json", test_log, features)
     performance = verify_performance(runs.performance_dir / "mlperf_log_detail.txt",
-                                     run_dir / "mlperf_log_detail.txt", scenario)
+                                     run_dir / "mlperf_log_detail.txt", runs.scenario)
     (test_dir / "verify_accuracy.txt").write_text("\n".join(accuracy.lines) + "\n")
     (test_dir / "verify_performance.txt").write_text("\n".join(performance.lines) + "\n")
-    lock.close()
-    return test_dir, accuracy, performance
+    return accuracy, performance
 
 
 def verify_accuracy(reference_log: Path, test_log: Path, features: SquadFeatures) -> Verification:

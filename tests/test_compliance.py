@@ -179,6 +179,12 @@ def test_bad_audit_config_is_refused(compliance_build, tmp_path, config, message
     audit_config = tmp_path / "audit.config"
     if config != "missing":
         audit_config.write_text(config)
+    earlier = {path.relative_to(build): path.read_bytes() for path in (scenario_logs(build) / "TEST01").rglob("*")
+               if path.is_file()}
     result = run_cli("harness", "compliance", "--build-dir", str(build), "--audit-config", str(audit_config),
                      cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr
+    kept = {path.relative_to(build): path.read_bytes() for path in (scenario_logs(build) / "TEST01").rglob("*")
+            if path.is_file()}
+    assert kept == earlier, "a failed TEST01 must leave the last finished one as it was"
+    assert not (scenario_logs(build) / "TEST01.previous").exists()
