@@ -19,6 +19,7 @@ from accuracy.evaluate import evaluate_logits, write_accuracy_txt
 from accuracy.loadgen_log import file_sha256, read_accuracy_log, read_log_entries
 from harness.errors import HarnessError
 from harness.run import RunOptions, hold_lock, run
+from harness.settings import check_scenario
 from qsl.cache import load_features
 from qsl.features import MAX_SEQ_LENGTH, SquadFeatures
 from submission.artifacts import RESULT_KEYS
@@ -36,6 +37,7 @@ class Verification:
 
 
 def scenario_runs(build_dir: Path, scenario: str, model: str | None, backend: str | None) -> ScenarioRuns:
+    check_scenario(scenario)
     complete = find_runs(build_dir, model, backend)
     for runs in complete:
         if runs.scenario == scenario:

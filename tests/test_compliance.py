@@ -161,11 +161,14 @@ def test_submission_packages_test01_and_drops_a_stale_one(compliance_build, tmp_
     assert "| none |" in (tmp_path / "short" / "mlperf_submission_short.md").read_text()
 
 
-def test_compliance_needs_both_runs(compliance_build):
+@pytest.mark.parametrize("scenario, message", [
+    ("Server", "run `make perf SCENARIO=Server` and `make accuracy SCENARIO=Server` first"),
+    ("offline", "unknown SCENARIO=offline; choose one of Offline"),
+])
+def test_compliance_needs_both_runs_of_a_real_scenario(compliance_build, scenario, message):
     runs, _ = compliance_build
-    result = run_cli("harness", "compliance", "--scenario", "Server", "--build-dir", str(runs), cwd=runs)
-    assert result.returncode == 2
-    assert "run `make perf SCENARIO=Server` and `make accuracy SCENARIO=Server` first" in result.stderr
+    result = run_cli("harness", "compliance", "--scenario", scenario, "--build-dir", str(runs), cwd=runs)
+    assert result.returncode == 2 and message in result.stderr
 
 
 @pytest.mark.parametrize("config, message", [
