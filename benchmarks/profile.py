@@ -11,13 +11,18 @@ kernel to write: docs/benchmarks.md shows one and works out what a target rate n
 from __future__ import annotations
 
 import argparse
+import datetime
+import platform
 import re
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.bench import write_section
+from benchmarks.cpu import cpu_name
 from harness.cli_common import backend_options, run_main
 
 CATEGORIES = (  # first match wins; names as CUDA kernels and CPU operators are called
@@ -104,6 +109,9 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument("--iterations", type=int, default=3, help="profiled runs of the batch, averaged")
     result.add_argument("--top", type=int, default=15, help="kernels listed by name")
     result.add_argument("--build-dir", type=Path, default=Path("build"))
+    result.add_argument("--output", type=Path, default=None,
+                        help="also write the tables into this markdown file, in a section of their own per device "
+                             "and precision (make profile: docs/benchmarks.md)")
     return result
 
 
@@ -138,10 +146,21 @@ def main() -> None:
             torch.cuda.synchronize()
     kernels = kernel_times(profiler, on_device, args.iterations)
     chosen = "".join(f", {key}={value}" for key, value in options.items())
-    print(f"{model.name}, pytorch backend{chosen}, {device}, {precision}, system {system.name} "
-          f"(batch <= {system.batch_size}, token budget {system.max_tokens or 'none'}), "
-          f"{args.iterations} profiled runs after 2 warm-up runs")
-    print("\n".join(report(kernels, int(features.lengths[rows].sum()), len(rows), args.top)))
+    machine = torch.cuda.get_device_name(device) if on_device else f"CPU {cpu_name()}"
+    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    title = (f"{model.name}, pytorch backend{chosen}, {device}, {precision}, system {system.name} "
+             f"(batch <= {system.batch_size}, token budget {system.max_tokens or 'none'})")
+    lines = report(kernels, int(features.lengths[rows].sum()), len(rows), args.top)
+    print(f"{title}, {args.iterations} profiled runs after 2 warm-up runs")
+    print("\n".join(lines))
+    if args.output:
+        header = [f"## Profile: {title}, measured {started}", "",
+                  f"- {machine}, torch {torch.__version__}, Python {platform.python_version()}",
+                  f"- Command: `{' '.join(['python -m benchmarks.profile', *sys.argv[1:]])}`; {args.iterations} "
+                  "profiled runs of the batch after 2 warm-up runs, torch.profiler", ""]
+        section = f"profile-{device.partition(':')[0]}-{precision}{''.join(f'-{k}{v}' for k, v in options.items())}"
+        write_section(section, header + lines, args.output)
+        print(f"wrote {args.output}")
 
 
 if __name__ == "__main__":

@@ -21,9 +21,14 @@ def test_categories_name_what_a_kernel_does():
 
 
 def test_profile_of_one_batch_on_cpu(tmp_path, build_dir, features, tiny_random_model):
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text("# Benchmarks\n\nnotes kept as they are\n")
     result = run_cli("benchmarks.profile", "--model", str(tiny_random_model), "--build-dir", str(build_dir),
-                     "--device", "cpu", "--system", "cpu", "--iterations", "2", cwd=tmp_path)
+                     "--device", "cpu", "--system", "cpu", "--iterations", "2", "--output", str(docs), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    written = docs.read_text()
+    assert "notes kept as they are" in written and "<!-- bench:profile-cpu-fp32 -->" in written
+    assert "## Profile: " in written and "- CPU " in written and "| matrix products |" in written
     batch = re.search(r"One batch: ([\d,]+) tokens, 8 samples", result.stdout)
     assert batch and int(batch.group(1).replace(",", "")) > 8 * 300  # the cpu plan's longest 8 samples
     shares = [float(share) for share in re.findall(r"\| ([\d.]+)% \|\n", result.stdout.split("Longest")[0])]
