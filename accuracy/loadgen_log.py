@@ -48,11 +48,17 @@ def read_log_entries(path: Path) -> list[tuple[int, str]]:
 def read_accuracy_log(path: Path, num_features: int, seq_length: int, dtype: str = "float32",
                       transposed: bool = False) -> dict[int, np.ndarray]:
     """sample index -> float64 [seq_length, 2] (start, end) logits; a repeated index keeps its last entry."""
+    return decode_entries(read_log_entries(path), path, num_features, seq_length, dtype, transposed)
+
+
+def decode_entries(entries: list[tuple[int, str]], path: Path, num_features: int, seq_length: int,
+                   dtype: str = "float32", transposed: bool = False) -> dict[int, np.ndarray]:
+    """read_accuracy_log for entries already read from `path` (named in errors)."""
     if dtype not in DTYPES:
         raise HarnessError(f"unknown output dtype {dtype}; choose one of {', '.join(DTYPES)}")
     item_size = np.dtype(dtype).itemsize
     results: dict[int, np.ndarray] = {}
-    for position, (sample_index, data) in enumerate(read_log_entries(path)):
+    for position, (sample_index, data) in enumerate(entries):
         try:
             raw = bytes.fromhex(data)
         except ValueError as error:

@@ -18,6 +18,7 @@ import argparse
 import statistics
 from pathlib import Path
 
+from benchmarks.bench import timer
 from harness.cli_common import run_main
 from harness.errors import HarnessError
 
@@ -29,18 +30,13 @@ FFN_TILES = [(128, 256, 128, 8, 8, 3), (128, 256, 64, 8, 8, 3), (128, 256, 64, 8
 
 
 def median_ms(run, repeats: int) -> float:
-    import torch
-
     for _ in range(3):
         run()
     times = []
     for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
+        stop = timer("cuda")
         run()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
+        times.append(stop() * 1e3)
     return statistics.median(times)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from accuracy.evaluate import evaluate_logits, write_accuracy_txt
-from accuracy.loadgen_log import file_sha256, read_accuracy_log, read_log_entries
+from accuracy.loadgen_log import decode_entries, file_sha256, read_log_entries
 from harness.errors import HarnessError
 from harness.run import RunOptions, hold_lock, run
 from harness.settings import check_scenario
@@ -109,7 +109,8 @@ def verify_accuracy(reference_log: Path, test_log: Path, features: SquadFeatures
     Writes accuracy.txt (the test log scored), baseline_accuracy.txt and compliance_accuracy.txt (F1 over
     the samples both logged, from each run) beside `test_log`: the official checker's fallback reads them.
     """
-    reference = dict(read_log_entries(reference_log))
+    reference_entries = read_log_entries(reference_log)
+    reference = dict(reference_entries)
     test = read_log_entries(test_log)
     lines = [f"{TEST} accuracy: responses logged in performance mode against the accuracy run's",
              f"accuracy run: {len(reference)} samples logged",
@@ -128,15 +129,15 @@ def verify_accuracy(reference_log: Path, test_log: Path, features: SquadFeatures
         lines.append("the responses differ bit-wise from the accuracy run's; F1 over these samples decides")
     else:
         lines.append("TEST FAIL: none of the logged samples is in the accuracy run's log")
-    test_logits = read_accuracy_log(test_log, len(features), MAX_SEQ_LENGTH)
+    test_logits = decode_entries(test, test_log, len(features), MAX_SEQ_LENGTH)
     directory = test_log.parent
     write_accuracy_txt(directory / "accuracy.txt", evaluate_logits(test_logits, features, file_sha256(test_log)))
     if not found:
         return Verification(False, lines)
     shared = sorted({index for index, _ in found})
-    reference_logits = read_accuracy_log(reference_log, len(features), MAX_SEQ_LENGTH)
-    baseline = evaluate_logits({index: reference_logits[index] for index in shared}, features,
-                               file_sha256(reference_log))
+    reference_logits = decode_entries([(index, reference[index]) for index in shared], reference_log,
+                                      len(features), MAX_SEQ_LENGTH)
+    baseline = evaluate_logits(reference_logits, features, file_sha256(reference_log))
     compliance = evaluate_logits({index: test_logits[index] for index in shared}, features, file_sha256(test_log))
     write_accuracy_txt(directory / "baseline_accuracy.txt", baseline)
     write_accuracy_txt(directory / "compliance_accuracy.txt", compliance)
