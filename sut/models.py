@@ -16,13 +16,12 @@ HF_WEIGHT_NAMES = ("model.safetensors", "pytorch_model.bin")
 # Buffers older transformers saved with the weights; harmless when absent or extra.
 BENIGN_KEYS = re.compile(r"(^|\.)(position_ids|token_type_ids)$")
 
-RANDOM_BANNER = """
-##############################################################################
-#  NO MODEL GIVEN: using a RANDOMLY INITIALISED BERT-Large.                   #
-#  Results are for PERFORMANCE ONLY; accuracy is meaningless.                 #
-#  Real model: `make download` (MLPerf model.pytorch) or MODEL=<path>.         #
-##############################################################################
-"""
+_BANNER_LINES = (
+    "NO MODEL GIVEN: using a RANDOMLY INITIALISED BERT-Large.",
+    "Results are for PERFORMANCE ONLY; accuracy is meaningless.",
+    "Real model: `make download` (MLPerf model.pytorch) or MODEL=<path>.",
+)
+RANDOM_BANNER = "\n".join(["", "#" * 78, *(f"#  {line:<74}#" for line in _BANNER_LINES), "#" * 78, ""])
 
 
 @dataclass
