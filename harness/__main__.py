@@ -47,6 +47,8 @@ def command_perf(args: argparse.Namespace) -> None:
     run_dir, resolved = run(options_from(args), accuracy=False)
     unmet = unmet_constraints(run_dir / "mlperf_log_summary.txt")
     reasons = f" (not satisfied: {', '.join(unmet)})" if unmet else ""
+    if resolved.count is not None:
+        reasons += f", NOT COMPLIANT (quick run, COUNT={resolved.count})"
     print(f"LoadGen result: {resolved.loadgen_result or 'unknown'}{reasons}; logs in {run_dir}")
     if resolved.count is not None and "Early stopping" in unmet:
         print("note: quick runs this small rarely satisfy LoadGen's early-stopping estimate; "
