@@ -3,6 +3,8 @@
 # With PYTHON=python3 (an HPC module, a CUDA container), that Python is used as it is: nothing is installed.
 
 SCENARIO   ?= Offline
+# make all: these scenarios; default SCENARIO when given, else those configs/submission.json's system_type needs
+SCENARIOS  ?= $(if $(filter command line environment,$(origin SCENARIO)),$(SCENARIO))
 BACKEND    ?= pytorch
 MODEL      ?=
 DEVICE     ?=
@@ -32,16 +34,32 @@ RUN_ARGS = --scenario $(SCENARIO) --backend $(BACKEND) --build-dir "$(BUILD)" \
 	$(if $(TRUST_CHECKPOINT),--trust-checkpoint) $(if $(TRACE),--enable-trace) \
 	$(foreach option,$(BACKEND_OPTIONS),--backend-option $(option))
 
-.PHONY: help setup features perf accuracy compliance submission download bench profile test lint clean distclean
+.PHONY: help all setup features perf accuracy compliance submission download bench profile test lint clean distclean
 
 help:
-	@echo "Targets: setup features perf accuracy compliance submission download bench profile test lint clean distclean"
+	@echo "Targets: all setup features perf accuracy compliance submission download bench profile test lint clean distclean"
+	@echo "One command to a submission: make all (perf + accuracy [+ compliance if SHORT=0] per scenario, then"
+	@echo "           submission; SCENARIOS=\"Offline Server\", default: what configs/submission.json's system_type needs)"
 	@echo "Variables: SCENARIO=$(SCENARIO) BACKEND=$(BACKEND) MODEL= DEVICE= PRECISION= COUNT= SYSTEM= BATCH_SIZE="
 	@echo "           BACKEND_OPTIONS=\"key=value ...\" (backend settings, e.g. optimize=0 or providers=tensorrt)"
 	@echo "           BUILD=$(BUILD) PYTHON= TORCH_SPEC=$(TORCH_SPEC) TRUST_CHECKPOINT=1 TRACE=1"
 	@echo "Compliance: make compliance SCENARIO=... (TEST01; AUDIT_CONFIG=<the round's audit.config> BACKEND=)"
 	@echo "Submission: SHORT=$(SHORT) LAYOUT=$(LAYOUT) CHECKER=<mlcommons/inference checkout> SUBMITTER= BACKEND="
 	@echo "Details: README.md, or $(PYTHON) -m harness perf --help"
+
+# From nothing to a packaged submission: per scenario a performance run, an accuracy run and, for a full
+# (SHORT=0, closed) submission, TEST01; then the submission. Stops at the first step that fails.
+all: $(ENV)
+	@scenarios="$(SCENARIOS)"; \
+	[ -n "$$scenarios" ] || scenarios=$$($(PYTHON) -m submission --required-scenarios) || exit 2; \
+	for scenario in $$scenarios; do \
+		for step in perf accuracy $(if $(filter 1,$(SHORT)),,compliance); do \
+			echo "=== make $$step SCENARIO=$$scenario"; \
+			$(MAKE) --no-print-directory $$step SCENARIO=$$scenario || exit $$?; \
+		done; \
+	done; \
+	echo "=== make submission"; \
+	$(MAKE) --no-print-directory submission
 
 setup: .venv/.installed
 

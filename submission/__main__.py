@@ -13,7 +13,7 @@ from pathlib import Path
 from harness.cli_common import run_main
 from harness.errors import HarnessError
 from submission.artifacts import STEM, description_markdown, run_script, summary, timestamps, write_tarball
-from submission.check import Report, check_tree
+from submission.check import Report, check_tree, required_scenarios
 from submission.runs import TEST, find_runs
 from submission.system import SUBMISSION_CONFIG, load_submission_config, machine_description
 from submission.tree import LAYOUTS, build_tree, folder_name
@@ -49,6 +49,9 @@ def parser() -> argparse.ArgumentParser:
                         help="--version for the official checker (default v6.1 for --layout v6, v5.1 for v5)")
     result.add_argument("--check", type=Path, default=None, metavar="TREE",
                         help="only validate an existing (e.g. unpacked) tree and exit")
+    result.add_argument("--required-scenarios", action="store_true",
+                        help="print the scenarios the config's system_type needs (edge: Offline SingleStream; "
+                             "datacenter: Offline Server) and exit; `make all` runs these by default")
     return result
 
 
@@ -92,6 +95,14 @@ def main() -> int:
         return 0 if report.passed else 1
 
     settings = load_submission_config(args.config)
+    if args.required_scenarios:
+        system_type = settings.get("system_type", "edge")
+        scenarios = required_scenarios(system_type)
+        if not scenarios:
+            raise HarnessError(f"{args.config}: system_type {system_type!r} is neither edge nor datacenter; "
+                               "set one, or give the scenarios (make all SCENARIOS=\"Offline Server\")")
+        print(" ".join(scenarios))
+        return 0
     runs = find_runs(args.build_dir, args.model, args.backend)
     for scenario_runs in runs:
         if scenario_runs.test01_problem:

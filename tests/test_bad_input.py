@@ -223,6 +223,19 @@ def test_shipped_submission_config_is_valid():
     assert load_submission_config()["submitter"]
 
 
+@pytest.mark.parametrize("system_type, printed", [("datacenter", "Offline Server"), ("edge", "Offline SingleStream"),
+                                                  ("phone", "")])
+def test_required_scenarios_follow_the_system_type(tmp_path, system_type, printed):
+    """What `make all` runs by default; a system type the rules do not know is refused, not run as nothing."""
+    config = tmp_path / "submission.json"
+    config.write_text(json.dumps({"submitter": "Us", "system_type": system_type}))
+    result = run_cli("submission", "--required-scenarios", "--config", str(config), cwd=tmp_path)
+    if printed:
+        assert (result.returncode, result.stdout) == (0, printed + "\n")
+    else:
+        assert result.returncode == 2 and "system_type 'phone' is neither edge nor datacenter" in result.stderr
+
+
 def test_makefile_keeps_paths_with_spaces_whole():
     """A space in BUILD must not split `rm -rf` into two deletions (make -n prints without running)."""
     result = subprocess.run(["make", "-n", "clean", "distclean", "perf", "submission", "BUILD=/x y", "MODEL=/m n",

@@ -36,3 +36,52 @@ def test_jobs_started_together_build_the_venv_once(tmp_path):
     assert calls == ["-m venv .venv", "-m pip install --quiet --upgrade pip",
                      "-m pip install --quiet torch==2.13.0", "-m pip install --quiet -e .[test,onnx]"]
     assert (tmp_path / ".venv" / ".installed").is_file()
+
+
+STEP_PYTHON = """#!/bin/sh
+# Stands in for the harness: records each step, answers --required-scenarios, fails where told to.
+echo "$*" >> "$CALLS"
+case "$*" in *--required-scenarios*) echo "Offline SingleStream" ;; esac
+case "$*" in *"$FAIL"*) exit 1 ;; esac
+"""
+
+
+def make_all(tmp_path: Path, *variables: str, fail: str = "never") -> tuple[int, list[str]]:
+    """`make all` with the harness stood in: its exit code and the steps it ran, as `<command> <scenario>`."""
+    shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+    python = tmp_path / "python"
+    python.write_text(STEP_PYTHON)
+    python.chmod(0o755)
+    calls = tmp_path / "calls"
+    calls.unlink(missing_ok=True)
+    environment = {**os.environ, "CALLS": str(calls), "FAIL": fail}
+    result = subprocess.run(["make", "--no-print-directory", "all", f"PYTHON={python}", *variables], cwd=tmp_path,
+                            env=environment, capture_output=True, text=True, timeout=60)
+    steps = []
+    for call in calls.read_text().splitlines():
+        words = call.split()
+        scenario = words[words.index("--scenario") + 1] if "--scenario" in words else ""
+        steps.append(" ".join([*words[1:3], scenario]).strip())
+    return result.returncode, steps
+
+
+def test_make_all_runs_each_required_scenario_then_packages(tmp_path):
+    code, steps = make_all(tmp_path)
+    assert code == 0
+    assert steps == ["submission --required-scenarios", "harness perf Offline", "harness accuracy Offline",
+                     "harness perf SingleStream", "harness accuracy SingleStream", "submission --build-dir"]
+
+
+def test_make_all_adds_test01_for_a_full_submission_and_takes_the_scenarios_given(tmp_path):
+    code, steps = make_all(tmp_path, "SHORT=0", "SCENARIOS=Server Offline")
+    assert code == 0
+    assert steps == ["harness perf Server", "harness accuracy Server", "harness compliance Server",
+                     "harness perf Offline", "harness accuracy Offline", "harness compliance Offline",
+                     "submission --build-dir"]
+    assert make_all(tmp_path, "SCENARIO=Server")[1][:2] == ["harness perf Server", "harness accuracy Server"]
+
+
+def test_make_all_stops_at_the_first_failing_step(tmp_path):
+    code, steps = make_all(tmp_path, fail="accuracy --scenario SingleStream")
+    assert code != 0
+    assert steps[-1] == "harness accuracy SingleStream" and "submission --build-dir" not in steps
