@@ -38,7 +38,7 @@ RUN_ARGS = --scenario $(SCENARIO) --backend $(BACKEND) --build-dir "$(BUILD)" \
 
 help:
 	@echo "Targets: all setup features perf accuracy compliance submission download bench profile test lint clean distclean"
-	@echo "One command to a submission: make all (perf + accuracy [+ compliance if SHORT=0] per scenario, then"
+	@echo "One command to a submission: make all (accuracy + perf [+ compliance if SHORT=0] per scenario, then"
 	@echo "           submission; SCENARIOS=\"Offline Server\", default: what configs/submission.json's system_type needs)"
 	@echo "Variables: SCENARIO=$(SCENARIO) BACKEND=$(BACKEND) MODEL= DEVICE= PRECISION= COUNT= SYSTEM= BATCH_SIZE="
 	@echo "           BACKEND_OPTIONS=\"key=value ...\" (backend settings, e.g. optimize=0 or providers=tensorrt)"
@@ -47,13 +47,14 @@ help:
 	@echo "Submission: SHORT=$(SHORT) LAYOUT=$(LAYOUT) CHECKER=<mlcommons/inference checkout> SUBMITTER= BACKEND="
 	@echo "Details: README.md, or $(PYTHON) -m harness perf --help"
 
-# From nothing to a packaged submission: per scenario a performance run, an accuracy run and, for a full
-# (SHORT=0, closed) submission, TEST01; then the submission. Stops at the first step that fails.
+# From nothing to a packaged submission: per scenario an accuracy run (first: it is short, and refuses a missing
+# model before a 10-minute performance run), a performance run and, for a full (SHORT=0, closed) submission,
+# TEST01; then the submission. Stops at the first step that fails.
 all: $(ENV)
 	@scenarios="$(SCENARIOS)"; \
 	[ -n "$$scenarios" ] || scenarios=$$($(PYTHON) -m submission --required-scenarios) || exit 2; \
 	for scenario in $$scenarios; do \
-		for step in perf accuracy $(if $(filter 1,$(SHORT)),,compliance); do \
+		for step in accuracy perf $(if $(filter 1,$(SHORT)),,compliance); do \
 			echo "=== make $$step SCENARIO=$$scenario"; \
 			$(MAKE) --no-print-directory $$step SCENARIO=$$scenario || exit $$?; \
 		done; \
