@@ -104,7 +104,7 @@ bench: $(ENV)
 	$(PYTHON) -m benchmarks.bench --build-dir "$(BUILD)" $(if $(MODEL),--model "$(MODEL)")
 
 profile: $(ENV)
-	$(PYTHON) -m benchmarks.profile --build-dir "$(BUILD)" --output docs/benchmarks.md $(if $(MODEL),--model "$(MODEL)") \
+	$(PYTHON) -m benchmarks.batch_profile --build-dir "$(BUILD)" --output docs/benchmarks.md $(if $(MODEL),--model "$(MODEL)") \
 		$(if $(DEVICE),--device $(DEVICE)) $(if $(PRECISION),--precision $(PRECISION)) $(if $(SYSTEM),--system $(SYSTEM)) \
 		$(foreach option,$(BACKEND_OPTIONS),--backend-option $(option))
 

@@ -113,7 +113,7 @@ def ffn_rows(tokens: int, repeats: int) -> list[str]:
 def main() -> None:
     import torch
 
-    from benchmarks.profile import largest_batch
+    from benchmarks.batch_profile import largest_batch
     from harness.settings import detect_system, load_system
     from qsl.cache import load_features
 

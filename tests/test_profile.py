@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from benchmarks.profile import OTHER, category
+from benchmarks.batch_profile import OTHER, category
 from tests.conftest import run_cli
 
 
@@ -23,7 +25,7 @@ def test_categories_name_what_a_kernel_does():
 def test_profile_of_one_batch_on_cpu(tmp_path, build_dir, features, tiny_random_model):
     docs = tmp_path / "benchmarks.md"
     docs.write_text("# Benchmarks\n\nnotes kept as they are\n")
-    result = run_cli("benchmarks.profile", "--model", str(tiny_random_model), "--build-dir", str(build_dir),
+    result = run_cli("benchmarks.batch_profile", "--model", str(tiny_random_model), "--build-dir", str(build_dir),
                      "--device", "cpu", "--system", "cpu", "--iterations", "2", "--output", str(docs), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     written = docs.read_text()
@@ -41,3 +43,11 @@ def test_profile_of_one_batch_on_cpu(tmp_path, build_dir, features, tiny_random_
 def test_tile_sweep_says_what_it_needs(tmp_path):
     result = run_cli("benchmarks.tiles", cwd=tmp_path)
     assert result.returncode == 2 and "run on a CUDA GPU; none is visible here" in result.stderr
+
+
+def test_no_module_shadows_the_standard_library():
+    """`python benchmarks/host.py` puts benchmarks/ first on sys.path: a benchmarks/profile.py there was
+    imported as the standard library's `profile` (by cProfile, which torch imports) and broke the script."""
+    repo = Path(__file__).resolve().parents[1]
+    ours = {path.stem for path in repo.glob("*/*.py") if ".venv" not in path.parts}
+    assert not ours & set(sys.stdlib_module_names)

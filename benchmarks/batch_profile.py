@@ -1,6 +1,6 @@
 """`make profile`: where one Offline batch of our packed path spends its time, kernel by kernel.
 
-    python -m benchmarks.profile [--model DIR] [--precision fp8] [--device cuda] [--iterations 3]
+    python -m benchmarks.batch_profile [--model DIR] [--precision fp8] [--device cuda] [--iterations 3]
 
 Runs the largest batch of the system file's Offline plan (its token budget full) through the packed
 backend's `predict`, warmed up, under torch.profiler; sums each kernel's time (GPU kernels on CUDA,
@@ -98,7 +98,7 @@ def report(kernels: list[KernelTime], tokens: int, samples: int, top: int) -> li
 
 
 def parser() -> argparse.ArgumentParser:
-    result = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__,
+    result = argparse.ArgumentParser(prog="python -m benchmarks.batch_profile", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     result.add_argument("--model", default=None, help="model (default: random BERT-Large, as make bench)")
     result.add_argument("--device", default=None, help="cpu or cuda (default: cuda when there is a GPU)")
@@ -156,7 +156,7 @@ def main() -> None:
     if args.output:
         header = [f"## Profile: {title}, measured {started}", "",
                   f"- {machine}, torch {torch.__version__}, Python {platform.python_version()}",
-                  f"- Command: `{' '.join(['python -m benchmarks.profile', *sys.argv[1:]])}`; {args.iterations} "
+                  f"- Command: `{' '.join(['python -m benchmarks.batch_profile', *sys.argv[1:]])}`; {args.iterations} "
                   "profiled runs of the batch after 2 warm-up runs, torch.profiler", ""]
         section = f"profile-{device.partition(':')[0]}-{precision}{''.join(f'-{k}{v}' for k, v in options.items())}"
         write_section(section, header + lines, args.output)
