@@ -1,6 +1,6 @@
 """Host-side costs of the harness, no model involved: featurising, cached load, and answering LoadGen.
 
-    python benchmarks/host.py [--samples 200000] [--system h100]
+    python -m benchmarks.host [--samples 200000] [--system h100]
 
 The LoadGen figure runs a real Offline test through the SUT with the packed PyTorch backend's host
 work (packing each batch, scattering logits back) around a model that returns zeros at once, batched

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from harness.errors import HarnessError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def backend_options(pairs: list[str]) -> dict[str, str]:
@@ -26,9 +29,7 @@ def run_main(main: Callable[[], int | None]) -> None:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     except ModuleNotFoundError as error:
-        print(f"error: Python module '{error.name}' is missing from {sys.executable}; run `make setup` "
-              "(or, with PYTHON=..., install it there: LoadGen is `pip install mlcommons-loadgen` "
-              "or a local wheel)", file=sys.stderr)
+        print(f"error: {missing_module_fix(error.name or '')}", file=sys.stderr)
         sys.exit(2)
     except OSError as error:
         if error.filename is None:  # not about a path the user gave: a real fault, keep its traceback
@@ -39,3 +40,14 @@ def run_main(main: Callable[[], int | None]) -> None:
         print("interrupted: results of this run were not kept", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+def missing_module_fix(name: str) -> str:
+    """A module of this repository is missing only when run from elsewhere; anything else is not installed."""
+    if (REPO / name.partition(".")[0]).is_dir():
+        script = Path(sys.argv[0]).resolve()
+        module = ".".join(script.relative_to(REPO).with_suffix("").parts) if script.is_relative_to(REPO) else "..."
+        return (f"module '{name}' is part of this repository but not importable from here; run from {REPO} "
+                f"as a module: python -m {module}")
+    return (f"Python module '{name}' is missing from {sys.executable}; run `make setup` (or, with PYTHON=..., "
+            "install it there: LoadGen is `pip install mlcommons-loadgen` or a local wheel)")

@@ -264,3 +264,12 @@ def test_stray_audit_config_is_refused(tmp_path, build_dir, features, command):
     assert result.returncode == 2
     assert "audit.config is here: LoadGen would obey it" in result.stderr and "make compliance" in result.stderr
     assert logs_in(build_dir) == before
+
+
+def test_missing_module_names_the_fix(monkeypatch):
+    """A module of this repository is missing only when a script runs from the wrong place; say how to run it."""
+    from harness.cli_common import REPO, missing_module_fix
+
+    monkeypatch.setattr("sys.argv", [str(REPO / "benchmarks" / "cpu.py")])
+    assert missing_module_fix("benchmarks.bench").endswith(f"run from {REPO} as a module: python -m benchmarks.cpu")
+    assert "run `make setup`" in missing_module_fix("mlperf_loadgen")
