@@ -29,7 +29,8 @@ CATEGORIES = (  # first match wins; names as CUDA kernels and CPU operators are 
     ("FFN input product, GELU, quantise (Triton)", r"_product_gelu_quantise"),
     ("residual + LayerNorm + quantise (Triton)", r"_add_norm_quantise"),
     ("attention", r"flash|fmha|attention|attn|softmax|bmm"),
-    ("matrix products", r"gemm|cutlass|cublas|sm90_xmma|scaled_mm|addmm|matmul|\bmm\b|aten::mm|aten::linear"),
+    ("matrix products", r"gemm|cutlass|cublas|sm90_xmma|scaled_mm|addmm|matmul|\bmm\b|aten::mm|aten::linear"
+                        r"|_linear_pointwise"),
     ("LayerNorm", r"layer_norm|layernorm"),
     ("GELU", r"gelu"),
     ("copies, casts, quantisation", r"to_fp8|float8|e4m3|clamp|aten::to|_to_copy|copy|convert"),

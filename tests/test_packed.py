@@ -18,6 +18,7 @@ from sut.cuda_graphs import GRAPH_FAMILIES, graph_shape
 from sut.fp8 import FP8, Fp8AddNorm, Fp8GeluLinear, fp8_kernels_supported, fp8_supported, quantise
 from sut.huggingface_backend import HuggingFaceBackend
 from sut.models import load_model
+from sut.onednn import OneDnnLinear, onednn_available
 from sut.packed_bert import AddNorm
 from sut.pytorch_backend import TOKEN_MULTIPLE, PackedBackend, pack
 from tests.conftest import MIXED_ROWS, mixed_batch, subset_f1
@@ -114,6 +115,27 @@ def test_packed_logits_match_huggingface_padded_fp32(model, features):
     real = arguments[1].astype(bool)
     np.testing.assert_allclose(packed[real], expected[real], atol=1e-4, rtol=0)
     assert (packed[~real] == -10000.0).all()
+
+
+@pytest.mark.skipif(not onednn_available(), reason="this torch has no oneDNN (torch.backends.mkldnn)")
+def test_onednn_products_are_the_cpu_default_and_give_the_same_logits(model, features):
+    """fp32 on CPU runs its products through oneDNN unless told not to; both give nn.Linear's logits."""
+    arguments = mixed_batch(features)
+    default = PackedBackend(model, "cpu", "fp32")
+    plain = PackedBackend(model, "cpu", "fp32", options={"onednn": "0"})
+    assert isinstance(default.encoder.layers[0].ffn_in, OneDnnLinear)
+    assert isinstance(plain.encoder.layers[0].ffn_in, nn.Linear)
+    real = arguments[1].astype(bool)
+    np.testing.assert_allclose(default.predict(*arguments)[real], plain.predict(*arguments)[real], atol=1e-4, rtol=0)
+
+
+def test_onednn_is_refused_outside_cpu_fp32_and_beside_compile(tiny_model):
+    with pytest.raises(HarnessError, match="onednn=1 needs DEVICE=cpu, PRECISION=fp32"):
+        PackedBackend(tiny_model, "cpu", "bf16", options={"onednn": "1"})
+    with pytest.raises(HarnessError, match="onednn=1 and compile=1 exclude each other"):
+        PackedBackend(tiny_model, "cpu", "fp32", options={"onednn": "1", "compile": "1"})
+    compiled = PackedBackend(tiny_model, "cpu", "fp32", options={"compile": "1"})
+    assert isinstance(compiled.encoder.layers[0].ffn_in, nn.Linear)
 
 
 def test_packed_f1_equals_huggingface_f1(model, features, examples):

@@ -19,6 +19,7 @@ def test_categories_name_what_a_kernel_does():
     assert category("void pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<64, 128>>") == "attention"
     assert category("triton_red_fused_native_layer_norm_0") == "LayerNorm"
     assert category("aten::addmm") == "matrix products" and category("aten::gelu") == "GELU"
+    assert category("mkldnn::_linear_pointwise") == "matrix products"
     assert category("aten::empty") == OTHER
 
 
@@ -36,7 +37,7 @@ def test_profile_of_one_batch_on_cpu(tmp_path, build_dir, features, tiny_random_
     shares = [float(share) for share in re.findall(r"\| ([\d.]+)% \|\n", result.stdout.split("Longest")[0])]
     assert abs(sum(shares) - 100) < 0.5
     assert "| matrix products |" in result.stdout and "| attention |" in result.stdout
-    assert "| `aten::addmm` | matrix products |" in result.stdout
+    assert "| `mkldnn::_linear_pointwise` | matrix products |" in result.stdout  # oneDNN on CPU in fp32
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here: the sweep would run")
