@@ -43,8 +43,8 @@ def run_main(main: Callable[[], int | None]) -> None:
 
 
 def missing_module_fix(name: str) -> str:
-    """A module of this repository is missing only when run from elsewhere; anything else is not installed."""
-    if (REPO / name.partition(".")[0]).is_dir():
+    """A module of this checkout is missing only when run from elsewhere; anything else is not installed."""
+    if (REPO / "pyproject.toml").is_file() and (REPO / name.partition(".")[0]).is_dir():  # not site-packages
         script = Path(sys.argv[0]).resolve()
         module = ".".join(script.relative_to(REPO).with_suffix("").parts) if script.is_relative_to(REPO) else "..."
         return (f"module '{name}' is part of this repository but not importable from here; run from {REPO} "
