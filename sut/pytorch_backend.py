@@ -8,10 +8,11 @@ one pinned copy, and scatters the logits back into LoadGen's [batch, seq, 2] lay
 encoder layer is compiled once with dynamic shapes (all 24 layers share the compiled code) and
 warmed up before LoadGen starts, so compile time never lands inside a measured run.
 Batches of up to 128 samples (SingleStream, MultiStream, Server) replay CUDA graphs (sut/cuda_graphs.py).
-On CPU in fp32 the products run through oneDNN with GELU fused (sut/onednn.py): 1.7-1.8x the samples/s on an AMD EPYC.
+On CPU in fp32 and bf16 the products run through oneDNN with GELU fused (sut/onednn.py): in fp32, 1.7-1.8x
+the samples/s on an AMD EPYC.
 Options (BACKEND_OPTIONS="key=value"): compile=0|1, graphs=0|1 (default for both: 1 on CUDA below fp32),
 triton_attention=0|1 (default 0: sut/triton_attention.py, not yet timed against flash attention),
-onednn=0|1 (default 1 on CPU in fp32 unless compile=1).
+onednn=0|1 (default 1 on CPU in fp32 and bf16 unless compile=1).
 """
 
 from __future__ import annotations
@@ -151,18 +152,18 @@ class PackedBackend:
             self.graphs = GraphedEncoder(self.encoder, self.device)
 
     def _use_onednn(self, chosen: bool | None, precision: str, compile_layers: bool) -> None:
-        """fp32 on CPU: the encoder's products through oneDNN (sut/onednn.py), where torch has it.
+        """fp32 and bf16 on CPU: the encoder's products through oneDNN (sut/onednn.py), where torch has it.
 
         Not with compile=1: inductor cannot lower oneDNN's reordered weights (it prepacks its own).
         """
-        applies = self.device.type == "cpu" and precision == "fp32" and onednn_available()
+        applies = self.device.type == "cpu" and precision in ("fp32", "bf16") and onednn_available()
         if chosen and compile_layers:
             raise HarnessError("BACKEND_OPTIONS onednn=1 and compile=1 exclude each other: inductor cannot "
                                "compile oneDNN's reordered weights; give one of them")
         if chosen and not applies:
-            raise HarnessError("BACKEND_OPTIONS onednn=1 needs DEVICE=cpu, PRECISION=fp32 and a torch built with "
-                               f"oneDNN (torch.backends.mkldnn); this is {self.device}, {precision}, torch "
-                               f"{torch.__version__}")
+            raise HarnessError("BACKEND_OPTIONS onednn=1 needs DEVICE=cpu, PRECISION fp32 or bf16 and a torch "
+                               f"built with oneDNN (torch.backends.mkldnn); this is {self.device}, {precision}, "
+                               f"torch {torch.__version__}")
         if chosen is None:
             chosen = applies and not compile_layers
         if chosen:

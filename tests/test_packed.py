@@ -130,8 +130,8 @@ def test_onednn_products_are_the_cpu_default_and_give_the_same_logits(model, fea
 
 
 def test_onednn_is_refused_outside_cpu_fp32_and_beside_compile(tiny_model):
-    with pytest.raises(HarnessError, match="onednn=1 needs DEVICE=cpu, PRECISION=fp32"):
-        PackedBackend(tiny_model, "cpu", "bf16", options={"onednn": "1"})
+    with pytest.raises(HarnessError, match="onednn=1 needs DEVICE=cpu, PRECISION fp32 or bf16"):
+        PackedBackend(tiny_model, "cpu", "fp16", options={"onednn": "1"})
     with pytest.raises(HarnessError, match="onednn=1 and compile=1 exclude each other"):
         PackedBackend(tiny_model, "cpu", "fp32", options={"onednn": "1", "compile": "1"})
     compiled = PackedBackend(tiny_model, "cpu", "fp32", options={"compile": "1"})
@@ -146,10 +146,18 @@ def test_packed_f1_equals_huggingface_f1(model, features, examples):
 
 
 def test_tanh_gelu_of_the_half_precision_paths_keeps_f1(model, features, examples):
-    exact = PackedBackend(model, "cpu", "fp32")
+    exact = PackedBackend(model, "cpu", "fp32", options={"onednn": "0"})  # PackedLayer's own GELU, as on CUDA
     exact_f1 = subset_f1(exact, features, examples, QUESTIONS)
     exact.encoder.use_tanh_gelu()
     assert subset_f1(exact, features, examples, QUESTIONS) == pytest.approx(exact_f1, abs=0.2)
+
+
+def test_bf16_on_cpu_keeps_f1(model, features, examples):
+    """bf16 on CPU: oneDNN's bf16 products with tanh GELU fused, where torch has oneDNN."""
+    bf16 = PackedBackend(model, "cpu", "bf16")
+    assert isinstance(bf16.encoder.layers[0].ffn_in, OneDnnLinear) == onednn_available()
+    fp32_f1 = subset_f1(PackedBackend(model, "cpu", "fp32"), features, examples, QUESTIONS)
+    assert subset_f1(bf16, features, examples, QUESTIONS) == pytest.approx(fp32_f1, abs=1.0)
 
 
 def test_fp8_emulated_f1_within_one_percent_of_fp32(model, features, examples):
