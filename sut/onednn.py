@@ -10,15 +10,26 @@ with nn.Linear's to about 1e-5. In bf16, oneDNN's reordered products ran at 779 
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
 LAYOUT_HINT_TOKENS = 2048  # picks oneDNN's blocked weight layout; any row count runs with it
 
 
+@functools.cache
 def onednn_available() -> bool:
-    return torch.backends.mkldnn.is_available() and all(
-        hasattr(torch.ops.mkldnn, name) for name in ("_linear_pointwise", "_reorder_linear_weight"))
+    """Whether this torch has the operators and they give nn.Linear's result (tried once, on a small product)."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        with torch.random.fork_rng(devices=[]), torch.inference_mode():  # leaves the caller's random state alone
+            linear = nn.Linear(32, 48)
+            hidden = torch.randn(5, 32)
+            return torch.allclose(OneDnnLinear(linear)(hidden), linear(hidden), atol=1e-5)
+    except (AttributeError, RuntimeError):  # an operator missing, or refused on this CPU
+        return False
 
 
 class OneDnnLinear(nn.Module):
