@@ -109,8 +109,7 @@ def verify_accuracy(reference_log: Path, test_log: Path, features: SquadFeatures
     Writes accuracy.txt (the test log scored), baseline_accuracy.txt and compliance_accuracy.txt (F1 over
     the samples both logged, from each run) beside `test_log`: the official checker's fallback reads them.
     """
-    reference_entries = read_log_entries(reference_log)
-    reference = dict(reference_entries)
+    reference = dict(read_log_entries(reference_log))
     test = read_log_entries(test_log)
     lines = [f"{TEST} accuracy: responses logged in performance mode against the accuracy run's",
              f"accuracy run: {len(reference)} samples logged",

@@ -82,7 +82,6 @@ def test_offline_lists_what_to_place_and_keeps_what_was_placed(tmp_path, monkeyp
     assert any(message.startswith("ok        ") and "model.pytorch" in message for message in messages)
 
 
-
 def test_downloads_started_together_fetch_each_file_once(tmp_path, monkeypatch):
     """Jobs whose script starts with `make download`: one fetches, the others wait and find the file done."""
     content = b"model bytes"
