@@ -14,6 +14,7 @@ from qsl.features import SquadFeatures
 
 N_BEST = 20
 MAX_ANSWER_LENGTH = 30
+NO_ANSWER = "empty"  # the reference's "nonce prediction" for a question with no valid span
 
 
 def top_indices(logits: np.ndarray, count: int) -> np.ndarray:
@@ -43,13 +44,23 @@ def _strip_spaces(text: str) -> tuple[str, list[int]]:
     return "".join(text[index] for index in positions), positions
 
 
+def basic_tokens(tokenizer, text: str) -> list[str]:
+    """BERT's basic tokenisation (clean, lower case, strip accents, split off punctuation), no WordPiece.
+
+    The tokenizer's own normaliser and pre-tokeniser are exactly the reference's BasicTokenizer steps.
+    """
+    backend = tokenizer.backend_tokenizer
+    return [word for word, _ in backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(text))]
+
+
 def final_text(tokenizer, predicted: str, original: str) -> str:
     """Map the normalised predicted text back onto the original words, or keep them whole.
 
-    Like the reference, the original text is re-tokenised with the full WordPiece tokenizer before
-    the character alignment; the alignment falls back to the original words whenever it fails.
+    Like the reference, the original text goes through the basic tokenizer only: WordPiece's `##`
+    pieces would break the character alignment. The alignment falls back to the original words
+    whenever it fails.
     """
-    tokenized = " ".join(tokenizer.tokenize(original))
+    tokenized = " ".join(basic_tokens(tokenizer, original))
     start = tokenized.find(predicted)
     if start == -1:
         return original
@@ -93,8 +104,8 @@ def predictions(features: SquadFeatures, examples: list[Example], logits: dict[i
     answers = {}
     for example_index, (_, feature_index, start, end) in best.items():
         example = examples[example_index]
-        if feature_index < 0:  # the reference's "nonce prediction" when no span is valid
-            answers[example.qas_id] = "empty"
+        if feature_index < 0:
+            answers[example.qas_id] = NO_ANSWER
         else:
             answers[example.qas_id] = span_text(tokenizer, vocabulary, features, example, feature_index, start, end)
     return answers

@@ -142,8 +142,8 @@ def verify_accuracy(reference_log: Path, test_log: Path, features: SquadFeatures
     write_accuracy_txt(directory / "compliance_accuracy.txt", compliance)
     delta = abs(1 - baseline.f1 / compliance.f1) * 100 if compliance.f1 else float("inf")
     close = baseline.f1 > 0 and delta <= F1_DELTA_PERCENT
-    lines.append(f"F1 over these {len(shared)} samples ({compliance.questions_scored} questions): accuracy run "
-                 f"{baseline.f1:.3f}, {TEST} run {compliance.f1:.3f}, difference {delta:.3f}% "
+    lines.append(f"F1 over these {len(shared)} samples ({compliance.questions_answered} questions): accuracy run "
+                 f"{baseline.answered_f1:.3f}, {TEST} run {compliance.answered_f1:.3f}, difference {delta:.3f}% "
                  f"(limit {F1_DELTA_PERCENT:g}%): {'PASS' if close else 'FAIL'}")
     return Verification(identical or close, lines)
 

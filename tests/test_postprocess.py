@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from accuracy.postprocess import best_span, final_text, predictions
+from accuracy.postprocess import basic_tokens, best_span, final_text, predictions
 from accuracy.squad_v1_1 import score
 from qsl.dataset import SHIPPED_VOCAB
 from qsl.tokenizer import load_tokenizer
@@ -56,6 +56,68 @@ def test_final_text_trims_to_the_predicted_characters(tokenizer):
     assert final_text(tokenizer, "steve smith", "Steve Smith's") == "Steve Smith"
     assert final_text(tokenizer, "1895", "(1895-1943).") == "1895"
     assert final_text(tokenizer, "not there", "Denver") == "Denver"
+
+
+@pytest.mark.parametrize(("predicted", "original", "expected"), [
+    ("roman numeral", "Roman numerals", "Roman numeral"),  # "numerals" is nu ##meral ##s in WordPiece
+    ("bowl xl", "Bowl XLIX", "Bowl XL"),
+    ("cafe", "(Café)", "Café"),  # accents stripped in the prediction, kept in the answer
+    ("naive approach", "naïve approach,", "naïve approach"),
+    ("snow", "☃ snow!", "snow"),  # ☃ is [UNK] to WordPiece, a character of its own to the basic tokenizer
+    ("jet", "✈ jet", "jet"),
+])
+def test_final_text_aligns_on_basic_tokens_not_word_pieces(tokenizer, predicted, original, expected):
+    assert final_text(tokenizer, predicted, original) == expected
+
+
+def test_basic_tokens_split_punctuation_and_strip_accents_only(tokenizer):
+    assert basic_tokens(tokenizer, "Naïve (Café) numerals, ☃") == ["naive", "(", "cafe", ")", "numerals", ",", "☃"]
+
+
+def feature_layout(question_end: int = 30, length: int = 201) -> tuple[np.ndarray, np.ndarray]:
+    """token_to_orig and max_context of one window: the question before `question_end`, context up to `length`."""
+    token_to_orig = np.full(384, -1)
+    token_to_orig[question_end:length] = np.arange(length - question_end)
+    max_context = np.zeros(384, bool)
+    max_context[question_end:length] = True
+    return token_to_orig, max_context
+
+
+def test_starts_beyond_the_twentieth_are_not_candidates():
+    """Starts ranked 1-19 lie in the question; rank 20 pairs with a weak end, rank 21 with a strong one."""
+    token_to_orig, max_context = feature_layout()
+    start, end = flat_logits(), flat_logits()
+    start[1:20] = 100 - np.arange(1, 20)
+    start[100], start[60] = 50, 49  # ranks 20 and 21
+    end[70] = 40  # valid only after start 60
+    end[105] = 10  # valid only after start 100 (from 60 it is 46 tokens)
+    assert best_span(start, end, token_to_orig, max_context, 201) == (60.0, 100, 105)
+
+
+def test_ends_beyond_the_twentieth_are_not_candidates():
+    token_to_orig, max_context = feature_layout()
+    start, end = flat_logits(), flat_logits()
+    end[1:20] = 100 - np.arange(1, 20)
+    end[105], end[150] = 50, 49  # ranks 20 and 21
+    start[140] = 40  # valid only before end 150
+    start[100] = 10  # valid only before end 105
+    assert best_span(start, end, token_to_orig, max_context, 201) == (60.0, 100, 105)
+
+
+def test_answers_are_at_most_thirty_tokens():
+    token_to_orig, max_context = feature_layout()
+    start, end = flat_logits(), flat_logits()
+    start[100] = 10
+    end[129], end[130] = 10, 20  # spans of 30 and 31 tokens
+    assert best_span(start, end, token_to_orig, max_context, 201) == (20.0, 100, 129)
+
+
+def test_only_the_start_needs_its_maximum_context_here():
+    token_to_orig, max_context = feature_layout()
+    max_context[110:] = False  # the end's best context is another window: still a valid end
+    start, end = flat_logits(), flat_logits()
+    start[105], end[112] = 10, 10
+    assert best_span(start, end, token_to_orig, max_context, 201) == (20.0, 105, 112)
 
 
 @pytest.fixture(scope="module")
