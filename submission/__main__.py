@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,12 +13,14 @@ from harness.cli_common import run_main
 from harness.errors import HarnessError
 from submission.artifacts import STEM, description_markdown, run_script, summary, timestamps, write_tarball
 from submission.check import Report, check_tree, required_scenarios
+from submission.official import run_official_checker
 from submission.runs import TEST, find_runs
 from submission.system import SUBMISSION_CONFIG, load_submission_config, machine_description
 from submission.tree import LAYOUTS, build_tree, folder_name
 
 CHECKER_VERSIONS = {"v6": "v6.1", "v5": "v5.1"}
 ARTIFACT_SUFFIXES = (".tar.gz", "_summary.json", ".run", ".tstamps", ".md")
+OFFICIAL_CSV = "_official_checker.csv"  # the official checker's summary, when it ran
 
 
 def parser() -> argparse.ArgumentParser:
@@ -65,24 +66,6 @@ def print_report(report: Report) -> None:
           f"{len(report.errors)} errors, {len(report.warnings)} warnings)")
 
 
-def official_checker(checkout: Path, root: Path, submitter: str, version: str, short: bool) -> int:
-    """Run the official checker where a checkout is given; shown beside ours, never instead of it."""
-    if (checkout / "tools/submission/submission_checker/main.py").is_file():
-        command = [sys.executable, "-m", "tools.submission.submission_checker.main"]
-    elif (checkout / "tools/submission/submission_checker.py").is_file():
-        command = [sys.executable, "tools/submission/submission_checker.py"]
-    else:
-        raise HarnessError(f"no submission checker in {checkout}; give the root of an mlcommons/inference checkout")
-    command += ["--input", str(root.resolve()), "--version", version, "--submitter", submitter]
-    if short:
-        command.append("--skip_compliance")
-    print(f"official checker: {shlex.join(command)}")
-    result = subprocess.run(command, cwd=checkout, capture_output=True, text=True)
-    print("\n".join((result.stdout + result.stderr).strip().splitlines()[-25:]))
-    print(f"official checker exit code {result.returncode} ({'passed' if result.returncode == 0 else 'failed'})")
-    return result.returncode
-
-
 def main() -> int:
     args = parser().parse_args()
     if args.check is not None:
@@ -117,7 +100,7 @@ def main() -> int:
                                       first["backend"])
     out = args.out or args.build_dir / "submission"
     root = out / STEM
-    for suffix in ARTIFACT_SUFFIXES:  # never leave artifacts of an earlier build beside a new tree
+    for suffix in (*ARTIFACT_SUFFIXES, OFFICIAL_CSV):  # never leave artifacts of an earlier build beside a new tree
         (out / f"{STEM}{suffix}").unlink(missing_ok=True)
     build_tree(root, runs, args.layout, division, submitter, system_id, description)
     print(f"submission tree: {root} ({args.layout} layout, {division} division, scenarios "
@@ -126,9 +109,11 @@ def main() -> int:
         print("note: LoadGen 6.x writes the v6.1 seeds, so a v5-layout tree can pass only in --short mode")
     report = check_tree(root, args.layout, args.short)
     print_report(report)
-    if args.checker:
-        official_checker(args.checker, root, submitter, args.checker_version or CHECKER_VERSIONS[args.layout],
-                         args.short)
+    if args.checker and not run_official_checker(args.checker, root, submitter,
+                                                 args.checker_version or CHECKER_VERSIONS[args.layout], args.short,
+                                                 out / f"{STEM}{OFFICIAL_CSV}"):
+        report.error("the official submission checker failed (its errors above)")
+        print(f"ERROR: {report.errors[-1]}")
     if not report.passed and not args.allow_invalid:
         print("no artifacts written: fix the errors above, or pass --allow-invalid to write them labelled "
               "as failing" + ("" if args.short else "; quick runs need --short (make submission SHORT=1)"))

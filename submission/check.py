@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from accuracy.evaluate import REFERENCE_F1
+from submission.artifacts import RESULT_KEYS
 from submission.compliance import F1_DELTA_PERCENT
 from submission.loadgen_detail import read_detail_log
 from submission.runs import PASS_LINE, TEST, VERIFY_FILES
-from submission.system import AVAILABILITIES, INTEGER_FIELDS, REQUIRED_FIELDS
+from submission.system import AVAILABILITIES, INTEGER_FIELDS, MEANINGFUL_FIELDS, REQUIRED_FIELDS
 from submission.tree import BENCHMARK, MANIFEST, TEST01_FILES, scenario_paths, source_dir
 
 TARGET_F1 = REFERENCE_F1 * 0.99
@@ -80,6 +81,11 @@ def check_manifest(root: Path, report: Report) -> None:
             report.error(f"{name} was added after the submission was built")
 
 
+def is_count(value: object) -> bool:
+    """What the official checker's int() takes as a count: 3 or "3", never True, 2.5 or "N/A"."""
+    return (type(value) is int and value >= 0) or (isinstance(value, str) and value.strip().isdigit())
+
+
 def check_system(path: Path, division: str, submitter: str, report: Report) -> dict:
     if not path.is_file():
         report.error(f"system description {path} missing")
@@ -93,17 +99,19 @@ def check_system(path: Path, division: str, submitter: str, report: Report) -> d
         if name not in system:
             report.error(f"{path.name}: required field {name} missing")
     for name in INTEGER_FIELDS:
-        if name in system and (not isinstance(system[name], int) or isinstance(system[name], bool)):
-            report.error(f"{path.name}: {name} must be an integer, found {system[name]!r}")
+        if name in system and not is_count(system[name]):
+            report.error(f"{path.name}: {name} must be a whole number (an integer or a string of digits), "
+                         f"found {system[name]!r}")
     if str(system.get("status", "")).lower() not in AVAILABILITIES:
         report.error(f"{path.name}: status {system.get('status')!r} is not one of {', '.join(AVAILABILITIES)}")
     if system.get("division") != division:
         report.error(f"{path.name}: division {system.get('division')!r} but the tree says {division!r}")
     if system.get("submitter") != submitter:
         report.error(f"{path.name}: submitter {system.get('submitter')!r} but the tree says {submitter!r}")
-    for name in ("system_name", "host_processor_model_name", "framework", "operating_system"):
-        if name in system and not str(system[name]).strip():
-            report.error(f"{path.name}: {name} is empty")
+    for name in MEANINGFUL_FIELDS:
+        if name in system and (not system[name] or not str(system[name]).strip()):
+            report.error(f"{path.name}: {name} is empty ({system[name]!r}); the official checker needs a meaningful "
+                         "value (write \"0\" for no accelerators, \"N/A\" for what does not apply)")
     return system
 
 
@@ -141,6 +149,11 @@ def check_performance(run_dir: Path, scenario: str, layout: str, report: Report,
                          f"< {MIN_QUERIES[scenario]}")
     if scenario != "Offline" and not log.get("early_stopping_met", False):
         report.full_only(f"{where}: early stopping not met ({log.get('early_stopping_result')})")
+    result_key = RESULT_KEYS[scenario][0]
+    if not log.get(result_key):  # what the official checker reports as the result: 0 is none, in any mode
+        why = f"early stopping not met: {log.get('early_stopping_result')}; " if scenario != "Offline" else ""
+        report.error(f"{where}: no result to report ({result_key} is {log.get(result_key)}); {why}"
+                     f"rerun `make perf SCENARIO={scenario}` with a larger COUNT")
     if scenario == "Server" and (log.get("effective_target_latency_ns") or 0) > SERVER_LATENCY_NS:
         report.full_only(f"{where}: target latency {log.get('effective_target_latency_ns')} ns > 130 ms")
 

@@ -27,6 +27,16 @@ REQUIRED_FIELDS = (
     "accelerator_on-chip_memories", "cooling", "hw_notes", "sw_notes", "host_network_card_count",
     "system_type_detail",
 )
+# Fields whose value the official checker rejects when falsy ("requires a meaningful response"): "", 0, null.
+MEANINGFUL_FIELDS = (
+    "division", "submitter", "system_type", "status", "system_name", "number_of_nodes", "host_processor_model_name",
+    "host_processors_per_node", "host_processor_core_count", "host_memory_capacity", "host_memory_configuration",
+    "host_storage_capacity", "host_storage_type", "host_networking", "host_network_card_count",
+    "host_networking_topology", "accelerators_per_node", "accelerator_model_name", "accelerator_memory_capacity",
+    "accelerator_host_interconnect", "accelerator_memory_configuration", "accelerator_interconnect", "cooling",
+    "framework", "operating_system", "other_software_stack",
+)
+# Counts the official checker multiplies with int(): an integer, or a string of digits ("0" on a CPU-only system).
 INTEGER_FIELDS = ("number_of_nodes", "accelerators_per_node", "host_processors_per_node", "host_processor_core_count")
 AVAILABILITIES = ("available", "preview", "rdi")
 SUBMISSION_KEYS = ("submitter", "division", "availability", "system_type", "system_type_detail", "system_name",
@@ -157,7 +167,7 @@ def machine_description(division: str, submitter: str, system_name: str, setting
         "host_networking": "N/A",
         "host_networking_topology": "N/A",
         "host_network_card_count": "N/A",
-        "accelerators_per_node": gpu_count,
+        "accelerators_per_node": str(gpu_count),  # as published CPU-only systems write it: the number 0 reads as empty
         "accelerator_model_name": gpu_model,
         "accelerator_memory_capacity": gpu_memory,
         "accelerator_memory_configuration": "N/A",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tarfile
 
@@ -10,7 +11,7 @@ import pytest
 
 from accuracy.loadgen_log import file_sha256
 from submission.check import check_tree
-from submission.system import REQUIRED_FIELDS
+from submission.system import REQUIRED_FIELDS, SUBMISSION_CONFIG
 from submission.tree import weight_transformations, write_manifest
 from tests.conftest import run_cli
 
@@ -24,7 +25,7 @@ def runs_dir(tmp_path_factory, build_dir, features, small_model):
     (runs / "data").mkdir()
     shutil.copy(build_dir / "data" / "squad_features.npz", runs / "data")
     for scenario in SCENARIOS:
-        for command, count in (("perf", "16"), ("accuracy", "24")):
+        for command, count in (("perf", "64"), ("accuracy", "24")):  # 64: SingleStream's early stopping needs it
             result = run_cli("harness", command, "--scenario", scenario, "--model", str(small_model),
                              "--count", count, "--build-dir", str(runs), cwd=runs)
             assert result.returncode == 0, result.stderr
@@ -124,8 +125,10 @@ def test_tampering_is_caught(short_submission, tmp_path, damage, message):
                     '"key": "result_validity", "value": "INVALID"'), "LoadGen result is INVALID", False),
     (lambda d: edit(d / "accuracy/mlperf_log_detail.txt", '"is_error": false', '"is_error": true'),
      "LoadGen error", False),
-    (lambda d: edit(next(d.parents[3].glob("systems/*.json")), '"number_of_nodes": 1', '"number_of_nodes": "1"'),
-     "number_of_nodes must be an integer", True),
+    (lambda d: edit(next(d.parents[3].glob("systems/*.json")), '"number_of_nodes": 1', '"number_of_nodes": "one"'),
+     "number_of_nodes must be a whole number", True),
+    (lambda d: edit(next(d.parents[3].glob("systems/*.json")), '"accelerators_per_node": "0"',
+                    '"accelerators_per_node": 0'), "accelerators_per_node is empty (0)", True),
 ])
 def test_rehashed_bad_content_is_caught(short_submission, tmp_path, damage, message, fails_short):
     """Content the official checker lets through, even after the manifest is rewritten to match."""
@@ -158,21 +161,60 @@ def test_missing_runs_name_the_make_step(tmp_path, runs_dir):
     assert result.returncode == 2 and "make accuracy SCENARIO=Offline" in result.stderr
 
 
-def test_previous_layout_and_official_checker_hook(runs_dir, tmp_path):
-    checkout = tmp_path / "inference"
+def stub_checker(tmp_path, exit_code: int):
+    """A checkout whose submission checker prints what it was given and exits with `exit_code`."""
+    checkout = tmp_path / f"inference-{exit_code}"
     checker = checkout / "tools" / "submission" / "submission_checker"
     checker.mkdir(parents=True)
-    for package in (checkout / "tools", checkout / "tools" / "submission", checker):
-        (package / "__init__.py").write_text("")
-    (checker / "main.py").write_text("import sys\nprint('stub checker got', ' '.join(sys.argv[1:]))\n")
-    result = run_cli("submission", "--short", "--layout", "v5", "--checker", str(checkout), "--build-dir",
-                     str(runs_dir), "--out", str(tmp_path / "out"), cwd=runs_dir)
+    (checker / "__init__.py").write_text("")
+    (checker / "main.py").write_text(f"import sys\nprint('stub checker got', ' '.join(sys.argv[1:]))\n"
+                                     f"sys.exit({exit_code})\n")
+    return checkout
+
+
+def test_previous_layout_and_official_checker_hook(runs_dir, tmp_path):
+    result = run_cli("submission", "--short", "--layout", "v5", "--checker", str(stub_checker(tmp_path, 0)),
+                     "--build-dir", str(runs_dir), "--out", str(tmp_path / "out"), cwd=runs_dir)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "stub checker got --input" in result.stdout and "--version v5.1" in result.stdout
-    assert "official checker exit code 0" in result.stdout
+    assert "--skip_compliance" in result.stdout and "as MLC runs it" in result.stdout
+    assert "official checker: PASSED (exit code 0" in result.stdout
     assert "only --layout v6 can pass" in result.stdout
     org = tmp_path / "out" / "mlperf_submission_short" / "open" / "MyTeam"
     assert (org / "code").is_dir() and next(org.glob("measurements/*/bert-99/Offline/*_Offline.json"))
+
+
+def test_a_failing_official_checker_fails_the_submission(runs_dir, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli("submission", "--short", "--checker", str(stub_checker(tmp_path, 1)), "--build-dir",
+                     str(runs_dir), "--out", str(out), cwd=runs_dir)
+    assert result.returncode == 1
+    assert "official checker: FAILED (exit code 1" in result.stdout
+    assert "ERROR: the official submission checker failed" in result.stdout
+    assert "no artifacts written" in result.stdout and not (out / "mlperf_submission_short.tar.gz").exists()
+
+
+GPU_SYSTEM = {"accelerators_per_node": "8", "accelerator_model_name": "NVIDIA H200",
+              "accelerator_memory_capacity": "141 GB", "accelerator_memory_configuration": "HBM3e",
+              "accelerator_host_interconnect": "PCIe Gen5 x16", "accelerator_interconnect": "NVLink 4"}
+
+
+@pytest.mark.parametrize("accelerators", ["none", "gpu"])
+def test_official_checker_passes_our_short_tree(runs_dir, tmp_path, accelerators):
+    """The real checker, v6.1 rules, as MLC runs it for the SCC; MLPERF_INFERENCE_DIR names a checkout."""
+    checkout = os.environ.get("MLPERF_INFERENCE_DIR")
+    if not checkout:
+        pytest.skip("set MLPERF_INFERENCE_DIR to an mlcommons/inference checkout to run the official checker")
+    config = json.loads(SUBMISSION_CONFIG.read_text())
+    if accelerators == "gpu":
+        config["system"].update(GPU_SYSTEM)
+    (tmp_path / "submission.json").write_text(json.dumps(config))
+    result = run_cli("submission", "--short", "--checker", checkout, "--config", str(tmp_path / "submission.json"),
+                     "--build-dir", str(runs_dir), "--out", str(tmp_path / "out"), cwd=runs_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUMMARY: submission looks OK" in result.stdout and "official checker: PASSED" in result.stdout
+    system = json.loads(next((tmp_path / "out").glob("mlperf_submission_short/open/*/systems/*.json")).read_text())
+    assert system["accelerators_per_node"] == ("8" if accelerators == "gpu" else "0")
 
 
 def test_framework_names_the_backend_runtime():
