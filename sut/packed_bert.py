@@ -36,8 +36,14 @@ def varlen_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
 
 @torch.compiler.disable  # keep inductor from splitting it back into a product and a separate GELU kernel
 def linear_tanh_gelu(hidden: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
-    """Bias and tanh-GELU in the matrix product's epilogue (cuBLASLt on CUDA): one pass less over [tokens, 4096]."""
-    return torch._addmm_activation(linear.bias, hidden, linear.weight.t(), use_gelu=True)
+    """Bias and tanh-GELU in the matrix product's epilogue (cuBLASLt on CUDA): one pass less over [tokens, 4096].
+
+    Only on CUDA: on CPU torch's _addmm_activation applies the exact (erf) GELU, so there the tanh form
+    is computed after the product, and every device runs the same function.
+    """
+    if hidden.is_cuda:
+        return torch._addmm_activation(linear.bias, hidden, linear.weight.t(), use_gelu=True)
+    return F.gelu(linear(hidden), approximate="tanh")
 
 
 class AddNorm(nn.LayerNorm):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -98,3 +100,31 @@ def subset_f1(backend, features, examples, example_count: int, batch_size: int =
     gold = {example.qas_id: example.answers for example in examples if example.qas_id in answers}
     assert len(gold) == example_count
     return score(answers, gold)["f1"]
+
+
+SUBMISSION_SCENARIOS = ("Offline", "SingleStream")
+
+
+@pytest.fixture(scope="session")
+def runs_dir(tmp_path_factory, build_dir, features, small_model):
+    """A build folder holding short performance and accuracy runs of two scenarios."""
+    runs = tmp_path_factory.mktemp("runs")
+    (runs / "data").mkdir()
+    shutil.copy(build_dir / "data" / "squad_features.npz", runs / "data")
+    for scenario in SUBMISSION_SCENARIOS:
+        for command, count in (("perf", "64"), ("accuracy", "24")):  # 64: SingleStream's early stopping needs it
+            result = run_cli("harness", command, "--scenario", scenario, "--model", str(small_model),
+                             "--count", count, "--build-dir", str(runs), cwd=runs)
+            assert result.returncode == 0, result.stderr
+    return runs
+
+
+@pytest.fixture(scope="session")
+def short_submission(runs_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("submission")
+    result = run_cli("submission", "--short", "--build-dir", str(runs_dir), "--out", str(out), cwd=runs_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    unpacked = tmp_path_factory.mktemp("unpacked")
+    with tarfile.open(out / "mlperf_submission_short.tar.gz") as tar:
+        tar.extractall(unpacked, filter="data")
+    return out, unpacked, result.stdout

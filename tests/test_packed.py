@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from harness.errors import HarnessError
 from qsl.features import MAX_SEQ_LENGTH
@@ -150,6 +151,40 @@ def test_tanh_gelu_of_the_half_precision_paths_keeps_f1(model, features, example
     exact_f1 = subset_f1(exact, features, examples, QUESTIONS)
     exact.encoder.use_tanh_gelu()
     assert subset_f1(exact, features, examples, QUESTIONS) == pytest.approx(exact_f1, abs=0.2)
+
+
+def test_tanh_gelu_switch_changes_the_function_used(tiny_model):
+    encoder = PackedBackend(tiny_model, "cpu", "fp32", options={"onednn": "0"}).encoder
+    layer = encoder.layers[0]
+    hidden = torch.randn(64, layer.ffn_in.in_features) * 40  # pre-activations of about +-3, where the forms differ
+    with torch.inference_mode():
+        product = layer.ffn_in(hidden)
+        exact, tanh = F.gelu(product), F.gelu(product, approximate="tanh")
+        assert (exact - tanh).abs().max() > 1e-4
+        torch.testing.assert_close(layer._gelu_ffn_in(hidden), exact)
+        encoder.use_tanh_gelu()
+        torch.testing.assert_close(layer._gelu_ffn_in(hidden), tanh)
+
+
+@pytest.mark.skipif(not onednn_available(), reason="this torch has no oneDNN (torch.backends.mkldnn)")
+@pytest.mark.parametrize(("precision", "approximate"), [("fp32", "none"), ("bf16", "tanh")])
+def test_onednn_fuses_the_gelu_of_the_precision(tiny_model, precision, approximate):
+    layer = PackedBackend(tiny_model, "cpu", precision).encoder.layers[0]
+    assert isinstance(layer.ffn_in, OneDnnLinear)
+    plain = nn.Linear(layer.ffn_in.in_features, layer.ffn_in.out_features)
+    fused = OneDnnLinear(plain, gelu=approximate)
+    hidden = torch.randn(16, plain.in_features) * 40
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(hidden), F.gelu(plain(hidden), approximate=approximate), atol=1e-4, rtol=1e-4)
+    assert layer.ffn_in.algorithm == approximate
+
+
+def test_bf16_on_cpu_computes_in_bf16(tiny_model, features):
+    backend = PackedBackend(tiny_model, "cpu", "bf16")
+    dtypes = []
+    backend.encoder.layers[0].register_forward_hook(lambda module, inputs, output: dtypes.append(output[0].dtype))
+    backend.predict(*mixed_batch(features))
+    assert dtypes == [torch.bfloat16]
 
 
 def test_bf16_on_cpu_keeps_f1(model, features, examples):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from accuracy.evaluate import AccuracyResult, evaluate_logits
 from accuracy.postprocess import basic_tokens, best_span, final_text, predictions
 from accuracy.squad_v1_1 import score
 from qsl.dataset import SHIPPED_VOCAB
@@ -171,3 +172,30 @@ def test_feature_without_valid_span_gives_empty(features, examples, tokenizer, v
     nothing[200:220] = 10.0  # the top 20 starts and ends all lie in the padding of a 171-token feature
     answers = predictions(features, examples, {0: nothing}, tokenizer, vocabulary)
     assert answers == {examples[0].qas_id: "empty"}
+
+
+def test_a_full_log_of_gold_answers_passes_both_targets(features, examples, answer_words):
+    logits = gold_logits(features, examples, answer_words, np.arange(len(features)))
+    result = evaluate_logits(logits, features, "0" * 64)
+    assert not result.partial and result.questions_answered == 10570
+    assert result.f1 > 95.0 and result.f1 == result.answered_f1
+    verdicts = result.verdict_lines()
+    assert verdicts[0].startswith("bert-99: PASS (F1 ") and verdicts[1].startswith("bert-99.9: PASS (F1 ")
+
+
+@pytest.mark.parametrize(("f1", "bert99", "bert999"), [
+    (89.965, "FAIL", "FAIL"),  # the targets: 90.874 x 0.99 = 89.96526, x 0.999 = 90.783126
+    (89.966, "PASS", "FAIL"),
+    (90.783, "PASS", "FAIL"),
+    (90.784, "PASS", "PASS"),
+])
+def test_verdicts_of_a_full_log_at_the_targets(f1, bert99, bert999):
+    result = AccuracyResult(80.0, f1, 80.0, f1, 10570, 10570, 10833, "0" * 64)
+    assert [line.split(" (")[0] for line in result.verdict_lines()] == [f"bert-99: {bert99}", f"bert-99.9: {bert999}"]
+
+
+def test_a_partial_log_gets_no_verdict():
+    result = AccuracyResult(1.0, 2.0, 80.0, 90.0, 300, 10570, 310, "0" * 64)
+    (line,) = result.verdict_lines()
+    assert line.startswith("PARTIAL LOG: 300 of 10570 questions answered") and "no bert-99 verdict" in line
+    assert "Over the answered questions: F1 90.000, EM 80.000" in line

@@ -127,7 +127,18 @@ class FailingBackend:
         return np.zeros((*input_ids.shape, 2), np.float32)
 
 
-def test_backend_failure_mid_run_still_lets_loadgen_finish(tmp_path, features):
+class IdEchoBackend:
+    """Answers each token with its own id (start) and minus it (end): every sample's logits are its own."""
+
+    name = "echo"
+    precisions = ("fp32",)
+
+    def predict(self, input_ids, input_mask, segment_ids):
+        return np.stack([input_ids, -input_ids], axis=-1).astype(np.float32)
+
+
+def loadgen_accuracy_run(tmp_path, features, backend, count: int = 64) -> tuple[object, list[dict]]:
+    """An AccuracyOnly run of `count` samples through our SUT and QSL: the SUT and the logged entries."""
     import mlperf_loadgen as lg
 
     from harness.settings import test_settings
@@ -136,14 +147,33 @@ def test_backend_failure_mid_run_still_lets_loadgen_finish(tmp_path, features):
 
     user_conf = tmp_path / "user.conf"
     user_conf.write_text("")
-    settings = test_settings(user_conf, "Offline", accuracy=False, count=64)
+    settings = test_settings(user_conf, "Offline", accuracy=True, count=count)
     log_settings = lg.LogSettings()
     log_settings.log_output.outdir = str(tmp_path)
-    qsl, sut = SquadQSL(features, 64), SUT(FailingBackend(), features, max_batch_size=8)
+    qsl, sut = SquadQSL(features, count), SUT(backend, features, max_batch_size=8)
     lg.StartTestWithLogSettings(sut.handle, qsl.handle, settings, log_settings)
     sut.close()
     qsl.close()
+    return sut, json.loads((tmp_path / "mlperf_log_accuracy.json").read_text())
+
+
+def test_each_sample_is_answered_with_its_own_logits(tmp_path, features):
+    sut, entries = loadgen_accuracy_run(tmp_path, features, IdEchoBackend())
+    assert sut.error is None and sorted(entry["qsl_idx"] for entry in entries) == list(range(64))
+    for entry in entries:
+        logits = np.frombuffer(bytes.fromhex(entry["data"]), np.float32).reshape(384, 2)
+        length = features.lengths[entry["qsl_idx"]]
+        ids = features.input_ids[entry["qsl_idx"], :length]
+        assert (logits[:length, 0] == ids).all() and (logits[:length, 1] == -ids).all()
+        assert np.isin(logits[length:], [0.0, -10000.0]).all()  # padding (id 0) within its batch, then PAD_LOGIT
+
+
+def test_backend_failure_mid_run_still_lets_loadgen_finish_with_empty_answers(tmp_path, features):
+    sut, entries = loadgen_accuracy_run(tmp_path, features, FailingBackend())
     assert isinstance(sut.error, RuntimeError) and sut.samples_done == 64
+    sizes = [len(entry["data"]) // 2 for entry in entries]
+    assert sizes.count(0) >= 56  # every sample after the failing batch gets an empty answer, not stale logits
+    assert set(sizes) <= {0, 384 * 2 * 4}
 
 
 def out_of_memory_at_warm_up(*args, **kwargs):
@@ -210,3 +240,24 @@ def test_offline_progress_counts_tokens_and_samples(tmp_path, build_dir, feature
     tokens = int(features.lengths[:1000].sum())
     final = [part for part in result.stderr.replace("\r", "\n").splitlines() if part.startswith("inference: 100%")][-1]
     assert f"/{tokens / 1000:.0f}k" in final and "1,000/1,000 samples" in final
+
+
+@pytest.mark.parametrize(("count", "expected"), [("full", None), (None, 64), ("48", 48)])
+def test_count_full_gives_loadgen_the_compliant_settings(tmp_path, build_dir, features, tiny_random_model,
+                                                         monkeypatch, count, expected):
+    """COUNT=full is the only way to a compliant run on the cpu system, whose default is a quick run of 64."""
+    import shutil
+
+    from harness import run
+
+    shutil.copytree(build_dir / "data", tmp_path / "data")
+    started = {}
+    monkeypatch.setattr(run, "start_test", lambda sut, qsl, settings, *_: started.update(settings=settings))
+    options = run.RunOptions(model=str(tiny_random_model), count=count, build_dir=tmp_path, system="cpu")
+    _, resolved = run.run(options, accuracy=False, log=lambda *_: None)
+    settings = started["settings"]
+    assert resolved.count == expected and resolved.compliant_settings == (expected is None)
+    if expected is None:  # mlperf.conf's values for bert, untouched
+        assert settings.min_duration_ms == 600_000 and settings.performance_sample_count_override == 10833
+    else:
+        assert settings.min_duration_ms == 0 and settings.performance_sample_count_override == expected

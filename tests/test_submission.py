@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tarfile
 
 import pytest
 
@@ -13,34 +12,8 @@ from accuracy.loadgen_log import file_sha256
 from submission.check import check_tree
 from submission.system import REQUIRED_FIELDS, SUBMISSION_CONFIG
 from submission.tree import weight_transformations, write_manifest
+from tests.conftest import SUBMISSION_SCENARIOS as SCENARIOS
 from tests.conftest import run_cli
-
-SCENARIOS = ("Offline", "SingleStream")
-
-
-@pytest.fixture(scope="module")
-def runs_dir(tmp_path_factory, build_dir, features, small_model):
-    """A build folder holding short performance and accuracy runs of two scenarios."""
-    runs = tmp_path_factory.mktemp("runs")
-    (runs / "data").mkdir()
-    shutil.copy(build_dir / "data" / "squad_features.npz", runs / "data")
-    for scenario in SCENARIOS:
-        for command, count in (("perf", "64"), ("accuracy", "24")):  # 64: SingleStream's early stopping needs it
-            result = run_cli("harness", command, "--scenario", scenario, "--model", str(small_model),
-                             "--count", count, "--build-dir", str(runs), cwd=runs)
-            assert result.returncode == 0, result.stderr
-    return runs
-
-
-@pytest.fixture(scope="module")
-def short_submission(runs_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("submission")
-    result = run_cli("submission", "--short", "--build-dir", str(runs_dir), "--out", str(out), cwd=runs_dir)
-    assert result.returncode == 0, result.stdout + result.stderr
-    unpacked = tmp_path_factory.mktemp("unpacked")
-    with tarfile.open(out / "mlperf_submission_short.tar.gz") as tar:
-        tar.extractall(unpacked, filter="data")
-    return out, unpacked, result.stdout
 
 
 def scenario_dir(root, scenario):
