@@ -90,12 +90,12 @@ accuracy: $(ENV)
 compliance: $(ENV)
 	$(PYTHON) -m harness compliance --scenario $(SCENARIO) --build-dir "$(BUILD)" \
 		$(if $(AUDIT_CONFIG),--audit-config "$(AUDIT_CONFIG)") $(if $(TRUST_CHECKPOINT),--trust-checkpoint) \
-		$(if $(filter command line environment,$(origin BACKEND)),--backend $(BACKEND))
+		$(if $(filter command line environment,$(origin BACKEND)),--backend $(BACKEND)) $(if $(PRECISION),--precision $(PRECISION))
 
 submission: $(ENV)
 	$(PYTHON) -m submission --build-dir "$(BUILD)" --layout $(LAYOUT) $(if $(filter 1,$(SHORT)),--short) \
 		$(if $(CHECKER),--checker "$(CHECKER)") $(if $(SUBMITTER),--submitter "$(SUBMITTER)") \
-		$(if $(filter command line environment,$(origin BACKEND)),--backend $(BACKEND))
+		$(if $(filter command line environment,$(origin BACKEND)),--backend $(BACKEND)) $(if $(PRECISION),--precision $(PRECISION))
 
 download: $(ENV)
 	$(PYTHON) -m harness download --build-dir "$(BUILD)"

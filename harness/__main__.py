@@ -74,7 +74,7 @@ def command_compliance(args: argparse.Namespace) -> int:
     from submission.compliance import run_test01
 
     test_dir, accuracy, performance = run_test01(args.build_dir, args.scenario, args.audit_config, args.model,
-                                                 args.backend, args.trust_checkpoint)
+                                                 args.backend, args.trust_checkpoint, args.precision)
     for verification in (accuracy, performance):
         print("\n".join(verification.lines))
     passed = accuracy.passed and performance.passed
@@ -115,11 +115,12 @@ def parser() -> argparse.ArgumentParser:
         description="Compliance test TEST01, which a closed bert-99 submission needs for every scenario. It reruns "
                     "the scenario's finished performance run with the same settings, LoadGen logging a sample of "
                     "its responses, then checks them against the accuracy run and the result against the "
-                    "performance run. Results in build/logs/<model>/<backend>/<scenario>/TEST01, which "
+                    "performance run. Results in build/logs/<model>/<backend>/<configuration>/<scenario>/TEST01, which "
                     "`make submission` packages.")
     compliance.add_argument("--scenario", default="Offline", help=f"LoadGen scenario: {', '.join(SCENARIOS)}")
     compliance.add_argument("--backend", default=None, help="whose runs (default: the newest with both runs)")
     compliance.add_argument("--model", default=None, help="model name under build/logs (default: the newest)")
+    compliance.add_argument("--precision", default=None, help="whose runs (default: the newest with both runs)")
     compliance.add_argument("--audit-config", type=Path, default=TEST01_AUDIT_CONFIG,
                             help="TEST01's audit.config (default: the shipped configs/compliance/TEST01/audit.config)")
     compliance.add_argument("--build-dir", type=Path, default=Path("build"), help="where the runs are (default build)")

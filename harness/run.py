@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -61,6 +62,8 @@ class ResolvedRun:
     model_source: str
     model_is_random: bool
     backend_options: dict[str, str]
+    configuration: str  # the log folder that keeps it apart from runs of another precision, device or options
+    input_data_type: str  # what the model was fed (measurements.json's input_data_types)
     compliant_settings: bool
     compliance_test: str  # "TEST01" for a compliance run, else ""
     command: str  # runnable as it stands, from `working_directory`
@@ -143,10 +146,18 @@ def create_backend(name: str, model, device: str, precision: str, features, buil
                          options=options, log=log)
 
 
-def log_dir(build_dir: Path, model_name: str, backend: str, scenario: str, accuracy: bool,
+def configuration_name(precision: str, device: str, options: dict[str, str]) -> str:
+    """What keeps runs of one model and backend from replacing each other: precision, kind of device and
+    backend options (fp32-cpu, fp8-cuda+triton_attention=1). cuda:0 and cuda:1 are one kind of system."""
+    options_part = "".join(f"+{key}={value}" for key, value in sorted(options.items()))
+    name = f"{precision}-{device.partition(':')[0]}{options_part}"
+    return re.sub(r"[^A-Za-z0-9._=+-]+", "-", name)
+
+
+def log_dir(build_dir: Path, model_name: str, backend: str, configuration: str, scenario: str, accuracy: bool,
             compliance_test: str = "") -> Path:
     """Laid out as in a submission: <scenario>/performance/run_1, <scenario>/accuracy, <scenario>/TEST01/..."""
-    base = build_dir / "logs" / model_name / backend / scenario
+    base = build_dir / "logs" / model_name / backend / configuration / scenario
     if compliance_test:
         return base / compliance_test / "performance" / "run_1"
     return base / "accuracy" if accuracy else base / "performance" / "run_1"
@@ -264,9 +275,10 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
         scenario=scenario, mode="AccuracyOnly" if accuracy else "PerformanceOnly", backend=backend_name,
         device=device, precision=precision, system=system.name, count=count, batch_size=batch_size,
         max_tokens=system.max_tokens, model_name=model.name, model_source=model.source,
-        model_is_random=model.is_random, backend_options=options.backend_options, compliant_settings=count is None,
-        compliance_test=compliance_test, command=shlex.join([sys.executable, "-m", "harness", *sys.argv[1:]]),
-        working_directory=os.getcwd())
+        model_is_random=model.is_random, backend_options=options.backend_options,
+        configuration=configuration_name(precision, device, options.backend_options), input_data_type="",
+        compliant_settings=count is None, compliance_test=compliance_test,
+        command=shlex.join([sys.executable, "-m", "harness", *sys.argv[1:]]), working_directory=os.getcwd())
     try:  # before any log folder: a failure leaves none
         backend = create_backend(backend_name, model, device, precision, features, options.build_dir,
                                  options.backend_options, log)
@@ -275,7 +287,9 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
         if not hint:
             raise
         raise HarnessError(f"the {backend_name} backend failed while warming up: {error!r}{hint}") from error
-    final_dir = log_dir(options.build_dir, model.name, backend_name, scenario, accuracy, compliance_test)
+    resolved.input_data_type = backend.input_data_type
+    final_dir = log_dir(options.build_dir, model.name, backend_name, resolved.configuration, scenario, accuracy,
+                        compliance_test)
     lock = hold_lock(final_dir, f"{scenario} {resolved.mode} of {model.name} with {backend_name}")
     work_dir = final_dir.with_name(final_dir.name + ".partial").resolve()  # absolute: LoadGen may run elsewhere
     shutil.rmtree(work_dir, ignore_errors=True)

@@ -111,6 +111,9 @@ def user_conf_text(system: SystemConfig, scenario: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+_configured = False  # FromConfig was called in this process: LoadGen then logs later runs as not submittable
+
+
 def test_settings(user_conf: Path, scenario: str, accuracy: bool, count: int | None):
     """TestSettings from mlperf.conf (embedded in LoadGen) plus `user_conf`, read once.
 
@@ -119,9 +122,13 @@ def test_settings(user_conf: Path, scenario: str, accuracy: bool, count: int | N
     """
     import mlperf_loadgen as lg
 
+    global _configured
     settings = lg.TestSettings()
+    if _configured:  # LoadGen loads its mlperf.conf only at a process's first FromConfig: load it here
+        settings.FromConfig("", MLPERF_MODEL, scenario, 0)
     if settings.FromConfig(str(user_conf), MLPERF_MODEL, scenario) != 0:
         raise HarnessError(f"LoadGen could not read {user_conf}")
+    _configured = True
     settings.scenario = getattr(lg.TestScenario, scenario)
     settings.mode = lg.TestMode.AccuracyOnly if accuracy else lg.TestMode.PerformanceOnly
     if count is not None:

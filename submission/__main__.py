@@ -14,7 +14,7 @@ from harness.errors import HarnessError
 from submission.artifacts import STEM, description_markdown, run_script, summary, timestamps, write_tarball
 from submission.check import Report, check_tree, required_scenarios
 from submission.official import run_official_checker
-from submission.runs import TEST, find_runs
+from submission.runs import TEST, find_runs, make_command
 from submission.system import SUBMISSION_CONFIG, load_submission_config, machine_description
 from submission.tree import LAYOUTS, build_tree, folder_name
 
@@ -38,6 +38,7 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument("--out", type=Path, default=None, help="output folder (default <build-dir>/submission)")
     result.add_argument("--model", default=None, help="model name under build/logs (default: the newest runs)")
     result.add_argument("--backend", default=None, help="backend under build/logs (default: the newest runs)")
+    result.add_argument("--precision", default=None, help="precision of the runs (default: the newest runs)")
     result.add_argument("--config", type=Path, default=SUBMISSION_CONFIG,
                         help="submitter, division and system description overrides (default configs/submission.json)")
     result.add_argument("--submitter", default=None, help="organisation name (overrides the config)")
@@ -86,7 +87,13 @@ def main() -> int:
                                "set one, or give the scenarios (make all SCENARIOS=\"Offline Server\")")
         print(" ".join(scenarios))
         return 0
-    runs = find_runs(args.build_dir, args.model, args.backend)
+    runs = find_runs(args.build_dir, args.model, args.backend, args.precision)
+    present = {scenario_runs.scenario for scenario_runs in runs}
+    for scenario in required_scenarios(settings.get("system_type", "edge")):
+        if scenario not in present:
+            print(f"note: required scenario {scenario} has no runs of this system; to make them run "
+                  f"`{make_command('accuracy', scenario, runs[0].performance_info, args.build_dir)}` and "
+                  f"`{make_command('perf', scenario, runs[0].performance_info, args.build_dir)}`")
     for scenario_runs in runs:
         if scenario_runs.test01_problem:
             print(f"note: leaving out {scenario_runs.scenario}'s {TEST}, which {scenario_runs.test01_problem}; "

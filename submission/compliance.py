@@ -36,25 +36,27 @@ class Verification:
     lines: list[str]
 
 
-def scenario_runs(build_dir: Path, scenario: str, model: str | None, backend: str | None) -> ScenarioRuns:
+def scenario_runs(build_dir: Path, scenario: str, model: str | None, backend: str | None,
+                  precision: str | None = None) -> ScenarioRuns:
     check_scenario(scenario)
-    complete = find_runs(build_dir, model, backend)
+    complete = find_runs(build_dir, model, backend, precision)
     for runs in complete:
         if runs.scenario == scenario:
             return runs
     raise HarnessError(f"{TEST} reruns the {scenario} performance run and compares it with the {scenario} accuracy "
                        f"run: run `make perf SCENARIO={scenario}` and `make accuracy SCENARIO={scenario}` first "
-                       f"(complete here: {', '.join(runs.scenario for runs in complete)}; BACKEND= chooses runs)")
+                       f"(complete here: {', '.join(runs.scenario for runs in complete)}; BACKEND= and PRECISION= "
+                       "choose runs)")
 
 
 def run_test01(build_dir: Path, scenario: str, audit_config: Path, model: str | None = None,
-               backend: str | None = None, trust_checkpoint: bool = False,
+               backend: str | None = None, trust_checkpoint: bool = False, precision: str | None = None,
                log=print) -> tuple[Path, Verification, Verification]:
     """Rerun the scenario's performance run exactly as it ran, with audit.config; verify; write TEST01/."""
     if not audit_config.is_file():
         raise HarnessError(f"audit config {audit_config} not found; give TEST01's audit.config "
                            "(AUDIT_CONFIG=...), or leave it out for the shipped one")
-    runs = scenario_runs(build_dir, scenario, model, backend)
+    runs = scenario_runs(build_dir, scenario, model, backend, precision)
     info = runs.performance_info
     options = RunOptions(scenario=scenario, backend=info["backend"],
                          model=os.path.join(info["working_directory"], info["model_source"]),

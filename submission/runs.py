@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from harness.settings import SCENARIOS
 
 TEST = "TEST01"  # the compliance test bert-99 requires (make compliance)
 VERIFY_FILES = ("verify_accuracy.txt", "verify_performance.txt")
+DEFAULT_BUILD = Path("build")
 PASS_LINE = "TEST PASS"  # a verify file's verdict, the exact line the official checker looks for
 
 
@@ -27,51 +29,78 @@ class ScenarioRuns:
     test01_problem: str = ""  # why a TEST01 that is there was left out
 
 
+REQUIRED_INFO = ("configuration", "input_data_type")  # written since the runs were kept apart by configuration
+
+
 def _read_info(run_dir: Path) -> dict | None:
     path = run_dir / "run_info.json"
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        info = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise HarnessError(f"{path} is unreadable ({error}); rerun that step") from error
+    missing = [key for key in REQUIRED_INFO if key not in info]
+    if missing:
+        raise HarnessError(f"{path} was written by an older version of the harness (no {', '.join(missing)}); "
+                           f"rerun that step, or move {run_dir} out of the way")
+    return info
+
+
+def model_path(info: dict) -> str:
+    """The run's model as a path from here, however it was typed where the run was made."""
+    return os.path.relpath(os.path.normpath(os.path.join(info["working_directory"], info["model_source"])))
+
+
+def make_command(target: str, scenario: str, info: dict, build_dir: Path = DEFAULT_BUILD) -> str:
+    """The make command that makes a `target` run of the system `info` describes, typed as it stands."""
+    words = [f"make {target}", f"SCENARIO={scenario}"]
+    if not info["model_is_random"]:
+        words.append(f"MODEL={shlex.quote(model_path(info))}")
+    words += [f"BACKEND={info['backend']}", f"PRECISION={info['precision']}", f"DEVICE={info['device']}",
+              f"SYSTEM={info['system']}"]
+    if info["backend_options"]:
+        words.append("BACKEND_OPTIONS=" + shlex.quote(" ".join(f"{key}={value}"
+                                                                for key, value in info["backend_options"].items())))
+    if build_dir != DEFAULT_BUILD:
+        words.append(f"BUILD={shlex.quote(str(build_dir))}")
+    return " ".join(words)
 
 
 def _configuration_difference(performance: dict, accuracy: dict) -> str | None:
     """What differs between the system that was timed and the one that was scored; MLPerf needs them the same."""
-    def model(info: dict) -> str:  # the file itself, however the path was typed
-        return os.path.normpath(os.path.join(info["working_directory"], info["model_source"]))
-
-    def device(info: dict) -> str:  # cuda:1 and cuda are the same kind of system
-        return info["device"].partition(":")[0]
-
     differences = [f"{name}: performance {describe(performance)}, accuracy {describe(accuracy)}"
-                   for name, describe in (("model", model), ("precision", lambda info: info["precision"]),
-                                          ("device", device))
-                   if describe(performance) != describe(accuracy)]
+                   for name, describe in (("model", model_path),) if describe(performance) != describe(accuracy)]
     return "; ".join(differences) or None
 
 
-def _scenario_runs(logs: Path, model_name: str, backend_name: str) -> tuple[list[ScenarioRuns], list[str]]:
+def _scenario_runs(logs: Path, key: tuple[str, str, str], build_dir: Path) -> tuple[list[ScenarioRuns], list[str]]:
     """The scenarios with both runs, and for each half-done one the command that completes it."""
     runs, missing = [], []
     for scenario in SCENARIOS:
-        base = logs / model_name / backend_name / scenario
+        base = logs.joinpath(*key, scenario)
         performance_dir, accuracy_dir = base / "performance" / "run_1", base / "accuracy"
         performance_info, accuracy_info = _read_info(performance_dir), _read_info(accuracy_dir)
         if performance_info and accuracy_info:
             difference = _configuration_difference(performance_info, accuracy_info)
             if difference:
-                missing.append(f"`make accuracy SCENARIO={scenario}` with the performance run's settings "
-                               f"({difference})")
+                missing.append(f"`{make_command('accuracy', scenario, performance_info, build_dir)}`, the "
+                               f"performance run's system ({difference})")
             else:
                 runs.append(_with_test01(ScenarioRuns(scenario, performance_dir, accuracy_dir, performance_info,
                                                       accuracy_info), base / TEST))
         elif performance_info:
-            missing.append(f"`make accuracy SCENARIO={scenario}` (its performance run exists)")
+            missing.append(_complete_with("accuracy", scenario, performance_info, build_dir))
         elif accuracy_info:
-            missing.append(f"`make perf SCENARIO={scenario}` (its accuracy run exists)")
+            missing.append(f"`{make_command('perf', scenario, accuracy_info, build_dir)}` (its accuracy run exists)")
     return runs, missing
+
+
+def _complete_with(target: str, scenario: str, info: dict, build_dir: Path) -> str:
+    if info["model_is_random"]:
+        return (f"`make download` or MODEL=<a real model>, then `make all SCENARIOS={scenario}`: its performance "
+                "run used random weights, which an accuracy run refuses")
+    return f"`{make_command(target, scenario, info, build_dir)}` (its performance run exists)"
 
 
 def _with_test01(runs: ScenarioRuns, test_dir: Path) -> ScenarioRuns:
@@ -97,39 +126,40 @@ def passed_test01(test_dir: Path) -> bool:
     return PASS_LINE in performance and (PASS_LINE in accuracy or accuracy[-1].endswith(": PASS"))
 
 
-def find_runs(build_dir: Path, model: str | None = None, backend: str | None = None) -> list[ScenarioRuns]:
-    """Scenarios with both a performance and an accuracy run of one model and backend.
+def find_runs(build_dir: Path, model: str | None = None, backend: str | None = None,
+              precision: str | None = None) -> list[ScenarioRuns]:
+    """Scenarios with both a performance and an accuracy run of one model, backend and configuration.
 
-    By default the newest model and backend that has a complete scenario: a later quick run of another
-    backend does not hide a finished pair.
+    By default the newest configuration that has a complete scenario: a later quick run of another
+    backend or precision does not hide a finished pair.
     """
     logs = build_dir / "logs"
-    candidates: dict[tuple[str, str], str] = {}  # (model, backend) -> newest end time
-    for info_path in logs.glob("*/*/*/*/**/run_info.json"):
-        info = json.loads(info_path.read_text())
-        key = (info["model_name"], info["backend"])
-        candidates[key] = max(candidates.get(key, ""), info.get("end_utc", ""))
-    candidates = {key: end for key, end in candidates.items()
-                  if (model is None or key[0] == model) and (backend is None or key[1] == backend)}
+    candidates: dict[tuple[str, str, str], str] = {}  # (model, backend, configuration) -> newest end time
+    for info_path in logs.glob("*/*/*/*/*/**/run_info.json"):
+        info = _read_info(info_path.parent)
+        if (model is None or info["model_name"] == model) and (backend is None or info["backend"] == backend) \
+                and (precision is None or info["precision"] == precision):
+            key = (info["model_name"], info["backend"], info["configuration"])
+            candidates[key] = max(candidates.get(key, ""), info.get("end_utc", ""))
     if not candidates:
-        wanted = " ".join(part for part in (f"--model {model}" if model else "",
-                                            f"--backend {backend}" if backend else "") if part)
+        wanted = " ".join(f"{name}={value}" for name, value in (("MODEL", model), ("BACKEND", backend),
+                                                                ("PRECISION", precision)) if value)
         raise HarnessError(f"no runs found under {logs}{' for ' + wanted if wanted else ''}; "
                            "run `make perf` and `make accuracy` first")
     newest_first = sorted(candidates, key=candidates.get, reverse=True)
     newest = "/".join(newest_first[0])
-    runs, missing = _scenario_runs(logs, *newest_first[0])
+    runs, missing = _scenario_runs(logs, newest_first[0], build_dir)
     if not runs:
         newest_missing = missing
         for chosen in newest_first[1:]:
-            runs, missing = _scenario_runs(logs, *chosen)
+            runs, missing = _scenario_runs(logs, chosen, build_dir)
             if runs:
                 break
         else:
             raise HarnessError(f"no scenario of {newest} has both runs; run "
                                + (", ".join(newest_missing) if newest_missing else "`make perf` and `make accuracy`"))
         print(f"note: packaging {'/'.join(chosen)}, the newest runs with a complete scenario; the later {newest} "
-              "runs have none (choose with make submission BACKEND=..., or --model and --backend)")
+              "runs have none (choose with make submission BACKEND=... PRECISION=...)")
     for line in missing:
         print(f"note: skipping a half-done scenario; to include it run {line}")
     return runs

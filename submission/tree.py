@@ -97,7 +97,7 @@ def measurements(runs: ScenarioRuns) -> dict:
     source = info["model_source"]
     weights = "random initialisation (performance only)" if info["model_is_random"] else Path(source).name
     return {
-        "input_data_types": "int64",
+        "input_data_types": info["input_data_type"],
         "retraining": "No",
         "starting_weights_filename": weights,
         "weight_data_types": info["precision"],

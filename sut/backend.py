@@ -13,6 +13,7 @@ class Backend(Protocol):
 
     name: str
     precisions: tuple[str, ...]
+    input_data_type: str  # what the model is fed, "int32" or "int64": a submission's measurements.json says it
 
     def predict(self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray) -> np.ndarray:
         """int32 [batch, seq] inputs (seq may be shorter than 384) -> float32 [batch, seq, 2] (start, end)."""

@@ -19,6 +19,7 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 class HuggingFaceBackend:
     name = "huggingface"
     precisions = tuple(DTYPES)
+    input_data_type = "int64"
 
     def __init__(self, model: LoadedModel, device: str, precision: str, calibration=None, cache_dir=None,
                  options: dict[str, str] | None = None, log=print):

@@ -138,6 +138,7 @@ class OnnxRuntimeBackend:
         self.path = path
         self.interface = find_interface([(item.name, item.type) for item in self.session.get_inputs()],
                                         [item.name for item in self.session.get_outputs()], path)
+        self.input_data_type = np.dtype(self.interface.inputs["input_ids"][1]).name  # as the model declares
         length = self.session.get_inputs()[0].shape[1]
         self.fixed_length = length if isinstance(length, int) else None  # the reference model.onnx is 384 wide
         log(f"ONNX Runtime {onnxruntime.__version__}: {path.name} on {', '.join(self.session.get_providers())}")

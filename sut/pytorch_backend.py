@@ -101,6 +101,7 @@ def require_fp8_kernels() -> None:
 class PackedBackend:
     name = "pytorch"
     precisions = tuple(DTYPES)
+    input_data_type = "int32"  # packed into one int32 row
 
     def __init__(self, model: LoadedModel, device: str, precision: str, calibration: SquadFeatures | None = None,
                  cache_dir=None, options: dict[str, str] | None = None, log=print):

@@ -80,6 +80,7 @@ class TensorRTBackend:
                         else "tensor(int64)") for name in inputs]
         self.outputs = [name for name in names if name not in inputs]
         self.interface = find_interface(input_types, self.outputs, onnx_path)
+        self.input_data_type = np.dtype(self.interface.inputs["input_ids"][1]).name  # as the engine declares
         log(f"TensorRT {trt.__version__}: engine for {onnx_path.name}, {precision}, batch <= {self.max_batch}")
 
     def _engine(self, onnx_path: Path, precision: str, workspace_gb: int, cache_dir: Path, logger, log) -> bytes:

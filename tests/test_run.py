@@ -20,7 +20,7 @@ def test_offline_quick_run_with_tiny_random_bert(tmp_path, build_dir, features, 
     result = run_cli("harness", "perf", "--model", str(tiny_random_model), "--count", "48",
                      "--build-dir", str(build_dir), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    run_dir = build_dir / "logs" / tiny_random_model.name / "pytorch" / "Offline" / "performance" / "run_1"
+    run_dir = build_dir / "logs" / tiny_random_model.name / "pytorch" / "fp32-cpu" / "Offline" / "performance" / "run_1"
     summary = (run_dir / "mlperf_log_summary.txt").read_text()
     assert "Result is : VALID" in summary
     assert "NOT COMPLIANT: quick run (COUNT=48)" in summary
@@ -37,7 +37,7 @@ def test_other_scenarios_complete(tmp_path, build_dir, features, tiny_random_mod
     result = run_cli("harness", "perf", "--scenario", scenario, "--model", str(tiny_random_model),
                      "--count", "16", "--build-dir", str(build_dir), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    run_dir = build_dir / "logs" / tiny_random_model.name / "pytorch" / scenario / "performance" / "run_1"
+    run_dir = build_dir / "logs" / tiny_random_model.name / "pytorch" / "fp32-cpu" / scenario / "performance" / "run_1"
     summary = (run_dir / "mlperf_log_summary.txt").read_text()
     assert f"Scenario : {scenario}" in summary
     verdict = next(line for line in result.stdout.splitlines() if line.startswith("LoadGen result: "))
@@ -51,7 +51,7 @@ def test_accuracy_run_logs_float32_logits_per_sample(tmp_path, build_dir, featur
     result = run_cli("harness", "accuracy", "--model", str(tiny_random_model), "--count", "24",
                      "--build-dir", str(build_dir), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    run_dir = build_dir / "logs" / tiny_random_model.name / "pytorch" / "Offline" / "accuracy"
+    run_dir = build_dir / "logs" / tiny_random_model.name / "pytorch" / "fp32-cpu" / "Offline" / "accuracy"
     entries = json.loads((run_dir / "mlperf_log_accuracy.json").read_text())
     assert sorted(entry["qsl_idx"] for entry in entries) == list(range(24))
     logits = np.frombuffer(bytes.fromhex(entries[0]["data"]), np.float32).reshape(384, 2)
@@ -86,7 +86,7 @@ def test_accuracy_with_small_real_model_same_for_each_backend(tmp_path, build_di
     # step between logits and text (decoding, spans, alignment) breaks.
     assert scores["pytorch"]["f1"] > 85.0 and scores["pytorch"]["exact_match"] > 75.0
     assert scores["onnxruntime"]["f1"] == pytest.approx(scores["pytorch"]["f1"], abs=0.1)
-    run_dir = build_dir / "logs" / "minilm-squad-devhalf" / "pytorch" / "Offline" / "accuracy"
+    run_dir = build_dir / "logs" / "minilm-squad-devhalf" / "pytorch" / "fp32-cpu" / "Offline" / "accuracy"
     rerun = run_cli("accuracy", "--log-file", str(run_dir / "mlperf_log_accuracy.json"),
                     "--build-dir", str(build_dir), "--accuracy-txt", str(tmp_path / "accuracy.txt"), cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
@@ -104,7 +104,8 @@ def test_onnxruntime_offline_quick_run(tmp_path, build_dir, features, tiny_rando
                      "--count", "32", "--backend-option", "intra_threads=1", "--build-dir", str(build_dir),
                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    run_dir = build_dir / "logs" / tiny_random_model.name / "onnxruntime" / "Offline" / "performance" / "run_1"
+    run_dir = build_dir / "logs" / tiny_random_model.name / "onnxruntime" / "fp32-cpu+intra_threads=1" / "Offline" / \
+        "performance" / "run_1"  # backend options are part of the configuration a run is kept apart by
     assert "Result is : VALID" in (run_dir / "mlperf_log_summary.txt").read_text()
     info = json.loads((run_dir / "run_info.json").read_text())
     assert info["backend"] == "onnxruntime" and info["backend_options"] == {"intra_threads": "1"}
@@ -116,6 +117,7 @@ class FailingBackend:
 
     name = "failing"
     precisions = ("fp32",)
+    input_data_type = "int32"
 
     def __init__(self):
         self.calls = 0
@@ -132,6 +134,7 @@ class IdEchoBackend:
 
     name = "echo"
     precisions = ("fp32",)
+    input_data_type = "int32"
 
     def predict(self, input_ids, input_mask, segment_ids):
         return np.stack([input_ids, -input_ids], axis=-1).astype(np.float32)
@@ -209,7 +212,8 @@ def test_ctrl_c_stops_a_run_at_once(tmp_path, build_dir, features, tiny_random_m
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130 and time.monotonic() - interrupted < 10
     assert "interrupted: LoadGen stopped mid-run" in stderr and "(not a result)" in stderr
-    partial = build_dir / "logs" / tiny_random_model.name / "pytorch" / "Server" / "performance" / "run_1.partial"
+    partial = build_dir / "logs" / tiny_random_model.name / "pytorch" / "fp32-cpu" / "Server" / "performance" / \
+        "run_1.partial"
     assert partial.is_dir() and not (partial / "run_info.json").exists()
 
 
@@ -261,3 +265,14 @@ def test_count_full_gives_loadgen_the_compliant_settings(tmp_path, build_dir, fe
         assert settings.min_duration_ms == 600_000 and settings.performance_sample_count_override == 10833
     else:
         assert settings.min_duration_ms == 0 and settings.performance_sample_count_override == expected
+
+
+def test_every_run_in_a_process_gets_mlperf_conf(tmp_path):
+    """LoadGen applies its embedded mlperf.conf only at a process's first FromConfig; later runs need it too."""
+    from harness.settings import test_settings
+
+    user_conf = tmp_path / "user.conf"
+    user_conf.write_text("")
+    for scenario in ("SingleStream", "Offline", "SingleStream", "MultiStream"):
+        settings = test_settings(user_conf, scenario, accuracy=False, count=None)
+        assert settings.min_duration_ms == 600_000 and settings.performance_sample_count_override == 10833

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -12,8 +16,8 @@ from accuracy.loadgen_log import file_sha256
 from submission.check import check_tree
 from submission.system import REQUIRED_FIELDS, SUBMISSION_CONFIG
 from submission.tree import weight_transformations, write_manifest
+from tests.conftest import REPO, cli_environment, run_cli
 from tests.conftest import SUBMISSION_SCENARIOS as SCENARIOS
-from tests.conftest import run_cli
 
 
 def scenario_dir(root, scenario):
@@ -34,7 +38,7 @@ def test_short_submission_artifacts(short_submission, runs_dir):
                      "accuracy/mlperf_log_summary.txt"):
             assert (directory / name).is_file(), name
         packaged_log = directory / "accuracy" / "mlperf_log_accuracy.json"
-        full_log = runs_dir / "logs" / "minilm-squad-devhalf" / "pytorch" / scenario / "accuracy" / \
+        full_log = runs_dir / "logs" / "minilm-squad-devhalf" / "pytorch" / "fp32-cpu" / scenario / "accuracy" / \
             "mlperf_log_accuracy.json"
         assert packaged_log.stat().st_size <= 10 * 1024 < full_log.stat().st_size
         assert packaged_log.read_bytes()[:4096] == full_log.read_bytes()[:4096]
@@ -118,7 +122,8 @@ def test_rehashed_bad_content_is_caught(short_submission, tmp_path, damage, mess
 def test_edited_log_in_build_dir_is_refused(runs_dir, tmp_path):
     copy = tmp_path / "runs"
     shutil.copytree(runs_dir, copy)
-    log = copy / "logs" / "minilm-squad-devhalf" / "pytorch" / "Offline" / "accuracy" / "mlperf_log_accuracy.json"
+    log = copy / "logs" / "minilm-squad-devhalf" / "pytorch" / "fp32-cpu" / "Offline" / "accuracy" / \
+        "mlperf_log_accuracy.json"
     edit(log, '"qsl_idx"', '"qsl_idx" ')
     result = run_cli("submission", "--short", "--build-dir", str(copy), cwd=copy)
     assert result.returncode == 2 and "changed after it was scored" in result.stderr
@@ -128,8 +133,8 @@ def test_missing_runs_name_the_make_step(tmp_path, runs_dir):
     result = run_cli("submission", "--short", "--build-dir", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 2 and "run `make perf` and `make accuracy` first" in result.stderr
     half = tmp_path / "half"
-    shutil.copytree(runs_dir / "logs" / "minilm-squad-devhalf" / "pytorch" / "Offline" / "performance",
-                    half / "logs" / "minilm-squad-devhalf" / "pytorch" / "Offline" / "performance")
+    shutil.copytree(runs_dir / "logs" / "minilm-squad-devhalf" / "pytorch" / "fp32-cpu" / "Offline" / "performance",
+                    half / "logs" / "minilm-squad-devhalf" / "pytorch" / "fp32-cpu" / "Offline" / "performance")
     result = run_cli("submission", "--short", "--build-dir", str(half), cwd=tmp_path)
     assert result.returncode == 2 and "make accuracy SCENARIO=Offline" in result.stderr
 
@@ -212,34 +217,71 @@ def test_a_later_half_done_backend_does_not_hide_a_complete_pair(runs_dir, tmp_p
     build = tmp_path / "build"
     shutil.copytree(runs_dir / "logs", build / "logs")
     logs = build / "logs" / "minilm-squad-devhalf"
-    info = json.loads((logs / "pytorch" / "Offline" / "performance" / "run_1" / "run_info.json").read_text())
-    later = logs / "onnxruntime" / "Offline" / "performance" / "run_1"
+    info = json.loads((logs / "pytorch" / "fp32-cpu" / "Offline" / "performance" / "run_1" / "run_info.json")
+                      .read_text())
+    later = logs / "onnxruntime" / "fp32-cpu" / "Offline" / "performance" / "run_1"
     later.mkdir(parents=True)
     (later / "run_info.json").write_text(json.dumps({**info, "backend": "onnxruntime", "end_utc": "2099-01-01"}))
     result = run_cli("submission", "--short", "--build-dir", str(build), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "note: packaging minilm-squad-devhalf/pytorch, the newest runs with a complete scenario" in result.stdout
+    assert ("note: packaging minilm-squad-devhalf/pytorch/fp32-cpu, the newest runs with a complete scenario"
+            in result.stdout)
     assert "scenarios Offline, SingleStream" in result.stdout
     chosen = run_cli("submission", "--short", "--build-dir", str(build), "--backend", "onnxruntime", cwd=tmp_path)
     assert chosen.returncode == 2
-    assert "no scenario of minilm-squad-devhalf/onnxruntime has both runs; run `make accuracy SCENARIO=Offline`" \
-        in chosen.stderr
+    assert ("no scenario of minilm-squad-devhalf/onnxruntime/fp32-cpu has both runs; run `make accuracy "
+            "SCENARIO=Offline MODEL=") in chosen.stderr
+    assert "BACKEND=onnxruntime PRECISION=fp32 DEVICE=cpu SYSTEM=cpu BUILD=" in chosen.stderr
 
 
-def test_accuracy_run_of_another_configuration_is_not_packaged(runs_dir, tmp_path):
-    """A scenario counts only when its accuracy run scored the system its performance run timed."""
+def test_an_accuracy_run_of_another_model_is_not_packaged(runs_dir, tmp_path):
+    """A scenario counts only when its accuracy run scored the model its performance run timed."""
     build = tmp_path / "build"
     shutil.copytree(runs_dir / "logs", build / "logs")
-    info_path = build / "logs" / "minilm-squad-devhalf" / "pytorch" / "Offline" / "accuracy" / "run_info.json"
+    info_path = build / "logs" / "minilm-squad-devhalf" / "pytorch" / "fp32-cpu" / "Offline" / "accuracy" / \
+        "run_info.json"
     info = json.loads(info_path.read_text())
     same_model = info["model_source"].replace("/minilm-squad-devhalf", "/./minilm-squad-devhalf")
     assert same_model != info["model_source"]  # spelt differently, the same file: not a difference
-    info_path.write_text(json.dumps({**info, "precision": "fp8", "device": "cuda:1", "model_source": same_model}))
+    info_path.write_text(json.dumps({**info, "model_source": same_model}))
+    assert run_cli("submission", "--short", "--build-dir", str(build), cwd=tmp_path).returncode == 0
+    info_path.write_text(json.dumps({**info, "model_source": "/elsewhere/minilm-squad-devhalf"}))
     result = run_cli("submission", "--short", "--build-dir", str(build), cwd=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "scenarios SingleStream" in result.stdout
-    assert ("`make accuracy SCENARIO=Offline` with the performance run's settings (precision: performance fp32, "
-            "accuracy fp8; device: performance cpu, accuracy cuda)") in result.stdout
+    assert "note: skipping a half-done scenario; to include it run `make accuracy SCENARIO=Offline" in result.stdout
+    assert "the performance run's system (model: performance " in result.stdout
+    # Offline, required for an edge system, is then missing: never PASSED, even in short mode
+    assert result.returncode == 1 and "ERROR: required scenario Offline for system type edge is missing" \
+        in result.stdout
+    assert "harness checker: FAILED" in result.stdout
+
+
+def test_runs_at_two_precisions_are_kept_apart_and_the_hint_fixes_the_gap(runs_dir, tmp_path, small_model):
+    """An fp32 pair, then a bf16 performance run: neither replaces the other, and the hint is a working command."""
+    build = tmp_path / "build"
+    shutil.copytree(runs_dir, build)
+    fp32 = build / "logs" / "minilm-squad-devhalf" / "pytorch" / "fp32-cpu" / "Offline" / "performance" / "run_1"
+    before = (fp32 / "run_info.json").read_text()
+    bf16 = run_cli("harness", "perf", "--model", str(small_model), "--precision", "bf16", "--build-dir", str(build),
+                   cwd=REPO)
+    assert bf16.returncode == 0, bf16.stderr
+    assert (fp32 / "run_info.json").read_text() == before
+    assert (build / "logs" / "minilm-squad-devhalf" / "pytorch" / "bf16-cpu" / "Offline" / "performance" /
+            "run_1" / "mlperf_log_summary.txt").is_file()
+    packaged = run_cli("submission", "--short", "--build-dir", str(build), "--out", str(tmp_path / "out"), cwd=REPO)
+    assert packaged.returncode == 0, packaged.stdout + packaged.stderr
+    assert "packaging minilm-squad-devhalf/pytorch/fp32-cpu" in packaged.stdout
+    refused = run_cli("submission", "--short", "--precision", "bf16", "--build-dir", str(build), cwd=REPO)
+    assert refused.returncode == 2
+    hint = re.search(r"run `(make accuracy [^`]*)` \(its performance run exists\)", refused.stderr)
+    assert hint and "PRECISION=bf16" in hint.group(1), refused.stderr
+    fixed = subprocess.run([*shlex.split(hint.group(1)), f"PYTHON={sys.executable}"], cwd=REPO,
+                           env=cli_environment(), capture_output=True, text=True, timeout=600)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    chosen = run_cli("submission", "--short", "--precision", "bf16", "--build-dir", str(build), "--out",
+                     str(tmp_path / "bf16"), cwd=REPO)
+    assert "scenarios Offline" in chosen.stdout and "ERROR: required scenario SingleStream" in chosen.stdout
+    assert "note: required scenario SingleStream has no runs of this system; to make them run `make accuracy " \
+        "SCENARIO=SingleStream" in chosen.stdout
 
 
 def test_submitter_that_is_not_a_folder_name_is_refused(runs_dir, tmp_path):
