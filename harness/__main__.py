@@ -7,7 +7,7 @@ from pathlib import Path
 
 from configs import TEST01_AUDIT_CONFIG
 from harness.cli_common import backend_options, run_main
-from harness.run import BACKENDS, PRECISIONS, RunOptions, run, unmet_constraints
+from harness.run import BACKENDS, RunOptions, run, unmet_constraints
 from harness.settings import SCENARIOS, known_systems
 
 
@@ -18,7 +18,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="model.pytorch file, Hugging Face model directory, or .onnx file (ONNX backends) "
                              "(default: build/models/bert-large/model.pytorch from `make download`)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the system file's)")
-    parser.add_argument("--precision", default=None, help=f"{', '.join(PRECISIONS)} (default: the system file's)")
+    parser.add_argument("--precision", default=None,
+                        help="pytorch: fp32, fp16, bf16, fp8; huggingface: fp32, fp16, bf16; onnxruntime: fp32, "
+                             "fp16 (GPU), int8 (CPU); tensorrt: fp32, fp16, int8, fp8 (default: the system file's)")
     parser.add_argument("--count", default=None,
                         help="quick, non-compliant run over the first N samples; 'full' forces compliant "
                              "settings (default: the system file's default_count, none on GPU systems)")

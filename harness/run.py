@@ -26,7 +26,6 @@ from harness.settings import (
 
 BACKENDS = ("pytorch", "huggingface", "onnxruntime", "tensorrt")
 AUDIT_CONFIG = "audit.config"  # LoadGen reads this name from the working directory and obeys it over user.conf
-PRECISIONS = ("fp32", "fp16", "bf16", "fp8", "int8")
 
 
 @dataclass
@@ -131,19 +130,32 @@ BACKEND_CLASSES = {  # name -> (module, class); imported only when chosen, so ex
 ONNX_BACKENDS = ("onnxruntime", "tensorrt")
 
 
-def create_backend(name: str, model, device: str, precision: str, features, build_dir: Path = Path("build"),
-                   options: dict[str, str] | None = None, log=print):
-    """Every backend takes the same arguments; `features` serve those that calibrate or warm up."""
+def backend_class(name: str):
+    """The backend's class, imported only when chosen, so extras stay optional."""
     import importlib
 
     if name not in BACKEND_CLASSES:
         raise HarnessError(f"BACKEND={name} is not available in this version; use BACKEND=pytorch")
     module_name, class_name = BACKEND_CLASSES[name]
-    backend_class = getattr(importlib.import_module(module_name), class_name)
-    if precision not in backend_class.precisions:
-        raise HarnessError(f"BACKEND={name} runs PRECISION={', '.join(backend_class.precisions)}, not {precision}")
-    return backend_class(model, device, precision, calibration=features, cache_dir=build_dir / "cache",
-                         options=options, log=log)
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def check_backend_settings(name: str, precision: str, options: dict[str, str]) -> None:
+    """PRECISION and BACKEND_OPTIONS as this backend takes them: refused before seconds go into the model."""
+    from sut.backend import parse_options
+
+    chosen = backend_class(name)
+    if precision not in chosen.precisions:
+        raise HarnessError(f"BACKEND={name} runs PRECISION={', '.join(chosen.precisions)}, not {precision}")
+    parse_options(options, chosen.option_types, name)
+
+
+def create_backend(name: str, model, device: str, precision: str, features, build_dir: Path = Path("build"),
+                   options: dict[str, str] | None = None, log=print):
+    """Every backend takes the same arguments; `features` serve those that calibrate or warm up."""
+    check_backend_settings(name, precision, options or {})
+    return backend_class(name)(model, device, precision, calibration=features, cache_dir=build_dir / "cache",
+                               options=options, log=log)
 
 
 def configuration_name(precision: str, device: str, options: dict[str, str]) -> str:
@@ -264,7 +276,8 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
     backend_name = check_choice("BACKEND", options.backend, BACKENDS)
     system = load_system(options.system or detect_system())
     device = resolve_device(options.device or system.device)
-    precision = check_choice("PRECISION", options.precision or system.precision, PRECISIONS)
+    precision = options.precision or system.precision
+    check_backend_settings(backend_name, precision, options.backend_options)
     count = resolve_count(options.count, system.default_count)
     batch_size = resolve_batch_size(options.batch_size, system.batch_size)
     features = load_features(options.build_dir / "data" / "squad_features.npz", log=log)

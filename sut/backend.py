@@ -14,6 +14,7 @@ class Backend(Protocol):
     name: str
     precisions: tuple[str, ...]
     input_data_type: str  # what the model is fed, "int32" or "int64": a submission's measurements.json says it
+    option_types: dict[str, type]  # the BACKEND_OPTIONS keys it takes, checked before the model is built
 
     def predict(self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray) -> np.ndarray:
         """int32 [batch, seq] inputs (seq may be shorter than 384) -> float32 [batch, seq, 2] (start, end)."""

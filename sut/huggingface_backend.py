@@ -20,10 +20,11 @@ class HuggingFaceBackend:
     name = "huggingface"
     precisions = tuple(DTYPES)
     input_data_type = "int64"
+    option_types: dict[str, type] = {}
 
     def __init__(self, model: LoadedModel, device: str, precision: str, calibration=None, cache_dir=None,
                  options: dict[str, str] | None = None, log=print):
-        parse_options(options, {}, self.name)
+        parse_options(options, self.option_types, self.name)
         self.device = torch.device(device)
         # A copy: the loaded model stays fp32 on the CPU for any other backend built from it (make bench).
         self.module = copy.deepcopy(model.module).to(device=self.device, dtype=DTYPES[precision]).eval()

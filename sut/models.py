@@ -132,9 +132,21 @@ def load_hf_directory(path: Path, log=print) -> LoadedModel:
     import torch
     from transformers import BertForQuestionAnswering
 
-    if not any((path / name).is_file() for name in HF_WEIGHT_NAMES):
+    try:
+        json.loads((path / "config.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise HarnessError(f"{path / 'config.json'} is not valid JSON ({error}); copy the model directory "
+                           "again, or pass another MODEL=") from error
+    weights = [name for name in HF_WEIGHT_NAMES if (path / name).is_file()]
+    if not weights:
         raise HarnessError(f"{path} has config.json but no {' or '.join(HF_WEIGHT_NAMES)}")
-    module, info = BertForQuestionAnswering.from_pretrained(path, dtype=torch.float32, output_loading_info=True)
+    try:
+        module, info = BertForQuestionAnswering.from_pretrained(path, dtype=torch.float32, output_loading_info=True)
+    except Exception as error:  # noqa: BLE001 - any way transformers fails on a user's files is a bad MODEL
+        reason = " ".join(line.strip() for line in str(error).splitlines()[:2])
+        raise HarnessError(f"cannot load the model in {path} ({type(error).__name__}: {reason}); check its "
+                           f"config.json and {weights[0]} (copy the directory again), or pass another MODEL=") \
+            from error
     _check_keys(path, info["missing_keys"], info["unexpected_keys"], log)
     return LoadedModel(module.eval(), _slug(path.name), str(path), is_random=False)
 

@@ -102,6 +102,7 @@ def providers_for(device: str, requested: str | None, available: list[str]) -> l
 class OnnxRuntimeBackend:
     name = "onnxruntime"
     precisions = ("fp32", "fp16", "int8")
+    option_types = OPTIONS
 
     def __init__(self, model: LoadedModel, device: str, precision: str, calibration=None,
                  cache_dir: Path = Path("build/cache"), options: dict[str, str] | None = None, log=print):
@@ -110,7 +111,7 @@ class OnnxRuntimeBackend:
         except ModuleNotFoundError as error:
             raise HarnessError("BACKEND=onnxruntime needs ONNX Runtime: pip install '.[onnx]' "
                                "(or '.[onnx-gpu]' on a GPU machine)") from error
-        settings = parse_options(options, OPTIONS, self.name)
+        settings = parse_options(options, self.option_types, self.name)
         use_gpu = device.startswith("cuda")
         if precision == "fp16" and not use_gpu:
             raise HarnessError("ONNX Runtime fp16 is for GPUs; on CPU use PRECISION=fp32 or int8")

@@ -102,11 +102,11 @@ class PackedBackend:
     name = "pytorch"
     precisions = tuple(DTYPES)
     input_data_type = "int32"  # packed into one int32 row
+    option_types = {"compile": bool, "graphs": bool, "triton_attention": bool, "onednn": bool}
 
     def __init__(self, model: LoadedModel, device: str, precision: str, calibration: SquadFeatures | None = None,
                  cache_dir=None, options: dict[str, str] | None = None, log=print):
-        parsed = parse_options(options, {"compile": bool, "graphs": bool, "triton_attention": bool, "onednn": bool},
-                               self.name)
+        parsed = parse_options(options, self.option_types, self.name)
         compile_layers, use_graphs = parsed.get("compile"), parsed.get("graphs")
         self.device = torch.device(device)
         if self.device.type == "cuda" and self.device.index is not None:  # DEVICE=cuda:N

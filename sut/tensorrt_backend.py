@@ -53,11 +53,12 @@ def import_tensorrt():
 class TensorRTBackend:
     name = "tensorrt"
     precisions = ("fp32", "fp16", "int8", "fp8")
+    option_types = OPTIONS
 
     def __init__(self, model: LoadedModel, device: str, precision: str, calibration=None,
                  cache_dir: Path = Path("build/cache"), options: dict[str, str] | None = None, log=print):
         trt = import_tensorrt()
-        settings = parse_options(options, OPTIONS, self.name)
+        settings = parse_options(options, self.option_types, self.name)
         if not device.startswith("cuda"):
             raise HarnessError("BACKEND=tensorrt runs on CUDA GPUs only; use DEVICE=cuda")
         self.trt = trt

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -31,7 +32,14 @@ def logs_in(build_dir):
     (["--scenario", "Offlne"], "unknown SCENARIO=Offlne; choose one of Offline, Server"),
     (["--backend", "tflite"], "unknown BACKEND=tflite"),
     (["--device", "tpu"], "unknown DEVICE=tpu"),
-    (["--precision", "fp64"], "unknown PRECISION=fp64"),
+    (["--precision", "fp64"], "BACKEND=pytorch runs PRECISION=fp32, fp16, bf16, fp8, not fp64"),
+    (["--precision", "int8"], "BACKEND=pytorch runs PRECISION=fp32, fp16, bf16, fp8, not int8"),
+    (["--backend", "onnxruntime", "--precision", "bf16"], "BACKEND=onnxruntime runs PRECISION=fp32, fp16, int8"),
+    (["--backend-option", "optimise=1"], "BACKEND=pytorch has no option 'optimise'; it accepts: compile"),
+    (["--backend-option", "compile"], "backend option 'compile' is not KEY=VALUE"),
+    (["--backend-option", "graphs=2"], "BACKEND_OPTIONS graphs=2: give graphs=1 or graphs=0"),
+    (["--backend", "onnxruntime", "--backend-option", "intra_threads=-2"],
+     "BACKEND_OPTIONS intra_threads=-2: give a whole number, 0 or more"),
     (["--system", "dgx-moon"], "unknown SYSTEM=dgx-moon"),
     (["--count", "many"], "COUNT=many is not a number"),
     (["--count", "0"], "COUNT must be at least 1"),
@@ -48,14 +56,8 @@ def test_bad_run_options(tmp_path, build_dir, features, arguments, message):
     assert logs_in(build_dir) == before
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (["--backend", "onnxruntime", "--precision", "bf16"], "BACKEND=onnxruntime runs PRECISION=fp32, fp16, int8"),
+@pytest.mark.parametrize("arguments, message", [  # what the backend itself can tell only once built
     (["--backend", "onnxruntime", "--precision", "fp16"], "ONNX Runtime fp16 is for GPUs"),
-    (["--backend-option", "optimise=1"], "BACKEND=pytorch has no option 'optimise'; it accepts: compile"),
-    (["--backend-option", "compile"], "backend option 'compile' is not KEY=VALUE"),
-    (["--backend-option", "graphs=2"], "BACKEND_OPTIONS graphs=2: give graphs=1 or graphs=0"),
-    (["--backend", "onnxruntime", "--backend-option", "intra_threads=-2"],
-     "BACKEND_OPTIONS intra_threads=-2: give a whole number, 0 or more"),
     (["--backend", "tensorrt"], "pip install '.[tensorrt]'"),
 ])
 def test_bad_backend_choices(tmp_path, build_dir, features, tiny_random_model, arguments, message):
@@ -273,3 +275,21 @@ def test_missing_module_names_the_fix(monkeypatch):
     monkeypatch.setattr("sys.argv", [str(REPO / "benchmarks" / "cpu.py")])
     assert missing_module_fix("benchmarks.bench").endswith(f"run from {REPO} as a module: python -m benchmarks.cpu")
     assert "run `make setup`" in missing_module_fix("mlperf_loadgen")
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda model: (model / "config.json").write_text('{"model_type": "bert", "hidden_size": '),
+     "config.json is not valid JSON"),
+    (lambda model: (model / "config.json").write_text(json.dumps({**TINY_CONFIG, "hidden_size": "big"})),
+     "cannot load the model in"),
+    (lambda model: (model / "model.safetensors").write_bytes((model / "model.safetensors").read_bytes()[:5000]),
+     "check its config.json and model.safetensors"),
+])
+def test_damaged_hugging_face_directory(tmp_path, build_dir, features, tiny_random_model, damage, message):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_random_model, model)
+    damage(model)
+    result = run_cli("harness", "perf", "--build-dir", str(build_dir), "--model", str(model), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr

@@ -37,6 +37,7 @@ def test_short_submission_artifacts(short_submission, runs_dir):
         for name in ("measurements.json", "user.conf", "README.md", "performance/run_1/mlperf_log_detail.txt",
                      "accuracy/mlperf_log_summary.txt"):
             assert (directory / name).is_file(), name
+        assert json.loads((directory / "measurements.json").read_text())["input_data_types"] == "int32"
         packaged_log = directory / "accuracy" / "mlperf_log_accuracy.json"
         full_log = runs_dir / "logs" / "minilm-squad-devhalf" / "pytorch" / "fp32-cpu" / scenario / "accuracy" / \
             "mlperf_log_accuracy.json"
