@@ -11,6 +11,7 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -208,33 +209,70 @@ def quick_run_note(count: int) -> str:
             + "=" * 78 + "\n")
 
 
-def hold_lock(final_dir: Path, what: str):
-    """Keep a second run of the same scenario and mode out of this one's folder while it runs.
+class RunLock:
+    """Keeps a second run of the same scenario and mode out of this one's folder while it runs.
 
     Two at once (say, two precisions tried on two GPUs) would share the .partial folder: the second
-    would delete the first one's logs under it. The lock goes with the process, however it ends.
+    would delete the first one's logs under it. The lock file is removed when the run ends (the flock
+    itself goes with the process, however it ends); a taker checks that the file it locked is still the
+    one in place, so removing it never lets two runs in.
     """
-    import fcntl
 
-    final_dir.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(final_dir.with_name(final_dir.name + ".lock"), "w")  # held until the run ends
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise HarnessError(f"another {what} is running into {final_dir}; wait for it to finish, or give this one "
-                           "its own BUILD= folder") from None
-    return handle
+    def __init__(self, final_dir: Path, what: str):
+        import fcntl
+
+        final_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.path = final_dir.with_name(final_dir.name + ".lock")
+        while True:
+            self.handle = open(self.path, "a")
+            try:
+                fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.handle.close()
+                raise HarnessError(f"another {what} is running into {final_dir}; wait for it to finish, or give "
+                                   "this one its own BUILD= folder") from None
+            if self.path.exists() and os.stat(self.path).st_ino == os.fstat(self.handle.fileno()).st_ino:
+                return
+            self.handle.close()  # its holder removed it as we took it: take the one in place now
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.path.unlink(missing_ok=True)  # while still held
+        self.handle.close()
 
 
-def start_test(sut_handle, qsl_handle, settings, log_settings, work_dir: Path) -> None:
-    """LoadGen's StartTest, with Ctrl-C honoured.
+def progress(sut, scenario: str, count: int | None, dataset_size: int, accuracy: bool,
+             settings) -> tuple[Callable[[], int] | None, int | None]:
+    """What start_test's progress bar reads, and its total where LoadGen's sample count is known in advance.
+
+    A large Offline query has the SUT's own bar (by tokens); every other run gets this one, so no run
+    is silent for long. A compliant performance run lasts as long as LoadGen's minimum duration
+    asks: its bar counts without a total.
+    """
+    from sut.sut import PROGRESS_MIN_SAMPLES
+
+    expected = count or dataset_size
+    if scenario == "Offline" and expected >= PROGRESS_MIN_SAMPLES:
+        return None, None
+    if count is None and not accuracy:
+        return (lambda: sut.samples_done), None
+    per_query = settings.multi_stream_samples_per_query if scenario == "MultiStream" else 1
+    return (lambda: sut.samples_done), -(-expected // per_query) * per_query
+
+
+def start_test(sut_handle, qsl_handle, settings, log_settings, work_dir: Path,
+               answered: Callable[[], int] | None = None, total: int | None = None) -> None:
+    """LoadGen's StartTest, with Ctrl-C honoured and, given `answered`, a progress bar of samples answered.
 
     StartTest blocks in C++, where Python never sees Ctrl-C until the run ends (up to 10 minutes
     or more), so it runs in a thread while the main thread waits. LoadGen cannot be stopped once a
-    test has begun, so an interrupt ends the process at once, its logs left as they were.
+    test has begun, so an interrupt ends the process at once, its logs left as they were. The main
+    thread reads the SUT's count as it waits: the progress bar costs the SUT's latency path nothing.
     """
     import mlperf_loadgen as lg
+    from tqdm import tqdm
 
     failure: list[BaseException] = []
 
@@ -245,10 +283,14 @@ def start_test(sut_handle, qsl_handle, settings, log_settings, work_dir: Path) -
             failure.append(error)
 
     thread = threading.Thread(target=target, name="loadgen", daemon=True)
+    bar = tqdm(total=total, unit="sample", desc="LoadGen run", disable=answered is None, mininterval=1.0)
     thread.start()
     try:
         while thread.is_alive():
             thread.join(0.2)
+            if answered is not None:
+                bar.update(answered() - bar.n)
+        bar.close()
     except KeyboardInterrupt:
         print(f"\ninterrupted: LoadGen stopped mid-run; this run's incomplete logs are in {work_dir} "
               "(not a result)", file=sys.stderr, flush=True)
@@ -303,53 +345,58 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
     resolved.input_data_type = backend.input_data_type
     final_dir = log_dir(options.build_dir, model.name, backend_name, resolved.configuration, scenario, accuracy,
                         compliance_test)
-    lock = hold_lock(final_dir, f"{scenario} {resolved.mode} of {model.name} with {backend_name}")
-    work_dir = final_dir.with_name(final_dir.name + ".partial").resolve()  # absolute: LoadGen may run elsewhere
-    shutil.rmtree(work_dir, ignore_errors=True)
-    work_dir.mkdir(parents=True)
-    if audit_config is not None:
-        shutil.copyfile(audit_config, work_dir / AUDIT_CONFIG)
-    user_conf = work_dir / "user.conf"
-    user_conf.write_text(user_conf_text(system, scenario))
-    settings = test_settings(user_conf, scenario, accuracy, count)
+    with RunLock(final_dir, f"{scenario} {resolved.mode} of {model.name} with {backend_name}"):
+        work_dir = final_dir.with_name(final_dir.name + ".partial").resolve()  # absolute: LoadGen may run elsewhere
+        shutil.rmtree(work_dir, ignore_errors=True)
+        work_dir.mkdir(parents=True)
+        if audit_config is not None:
+            shutil.copyfile(audit_config, work_dir / AUDIT_CONFIG)
+        user_conf = work_dir / "user.conf"
+        user_conf.write_text(user_conf_text(system, scenario))
+        settings = test_settings(user_conf, scenario, accuracy, count)
 
-    qsl = SquadQSL(features, count)
-    sut = SUT(backend, features, batch_size, system.max_tokens)
-    log_settings = lg.LogSettings()
-    log_settings.log_output.outdir = str(work_dir)
-    log_settings.log_output.copy_summary_to_stdout = not accuracy
-    log_settings.enable_trace = options.enable_trace
-    log(f"bert-99 {scenario} {resolved.mode}: backend {backend_name}, {device}, {precision}, model "
-        f"{model.name}, system {system.name}, batch {batch_size}, "
-        f"{'COUNT=' + str(count) + ' (quick run, not compliant)' if count else 'full compliant settings'}")
-    resolved.start_utc = utc_now()
-    started = time.perf_counter()
-    if audit_config is not None:
-        os.chdir(work_dir)  # LoadGen looks for audit.config only in its working directory
-    try:
-        start_test(sut.handle, qsl.handle, settings, log_settings, work_dir)
-    finally:
-        os.chdir(resolved.working_directory)
-        sut.close()
-        qsl.close()
-    resolved.end_utc = utc_now()
-    resolved.samples_answered = sut.samples_done
-    if sut.error is not None:
-        raise HarnessError(f"the {backend_name} backend failed during the run: {sut.error!r}"
-                           f"{memory_hint(sut.error, system, batch_size)}; incomplete logs left in {work_dir}") \
-            from sut.error
-    summary = work_dir / "mlperf_log_summary.txt"
-    resolved.loadgen_result = loadgen_result(summary)
-    if count is not None and summary.is_file():
-        with open(summary, "a") as file:
-            file.write(quick_run_note(count))
-    (work_dir / "run_info.json").write_text(json.dumps(asdict(resolved), indent=2) + "\n")
-    log(f"LoadGen run took {time.perf_counter() - started:.1f} s")
-    if model.is_random:
-        log("reminder: random weights; these numbers say nothing about accuracy")
-    if count is not None:
-        log(quick_run_note(count))
-    shutil.rmtree(final_dir, ignore_errors=True)
-    work_dir.rename(final_dir)
-    lock.close()
-    return final_dir, resolved
+        qsl = SquadQSL(features, count)
+        sut = SUT(backend, features, batch_size, system.max_tokens)
+        log_settings = lg.LogSettings()
+        log_settings.log_output.outdir = str(work_dir)
+        log_settings.log_output.copy_summary_to_stdout = False  # printed below, once the progress bar is closed
+        log_settings.enable_trace = options.enable_trace
+        log(f"bert-99 {scenario} {resolved.mode}: backend {backend_name}, {device}, {precision}, model "
+            f"{model.name}, system {system.name}, batch {batch_size}, "
+            f"{'COUNT=' + str(count) + ' (quick run, not compliant)' if count else 'full compliant settings'}")
+        resolved.start_utc = utc_now()
+        started = time.perf_counter()
+        if audit_config is not None:
+            os.chdir(work_dir)  # LoadGen looks for audit.config only in its working directory
+        try:
+            start_test(sut.handle, qsl.handle, settings, log_settings, work_dir,
+                       *progress(sut, scenario, count, len(features), accuracy, settings))
+        finally:
+            os.chdir(resolved.working_directory)
+            sut.close()
+            qsl.close()
+        resolved.end_utc = utc_now()
+        resolved.samples_answered = sut.samples_done
+        if sut.error is not None:
+            raise HarnessError(f"the {backend_name} backend failed during the run: {sut.error!r}"
+                               f"{memory_hint(sut.error, system, batch_size)}; incomplete logs left in {work_dir}") \
+                from sut.error
+        trace = work_dir / "mlperf_log_trace.json"
+        if not options.enable_trace and trace.is_file() and trace.stat().st_size == 0:
+            trace.unlink()  # LoadGen creates it even when tracing is off
+        summary = work_dir / "mlperf_log_summary.txt"
+        resolved.loadgen_result = loadgen_result(summary)
+        if not accuracy and summary.is_file():
+            log(summary.read_text())
+        if count is not None and summary.is_file():
+            with open(summary, "a") as file:
+                file.write(quick_run_note(count))
+        (work_dir / "run_info.json").write_text(json.dumps(asdict(resolved), indent=2) + "\n")
+        log(f"LoadGen run took {time.perf_counter() - started:.1f} s")
+        if model.is_random:
+            log("reminder: random weights; these numbers say nothing about accuracy")
+        if count is not None:
+            log(quick_run_note(count))
+        shutil.rmtree(final_dir, ignore_errors=True)
+        work_dir.rename(final_dir)
+        return final_dir, resolved

@@ -18,7 +18,7 @@ from pathlib import Path
 from accuracy.evaluate import evaluate_logits, write_accuracy_txt
 from accuracy.loadgen_log import decode_entries, file_sha256, read_log_entries
 from harness.errors import HarnessError
-from harness.run import RunOptions, hold_lock, run
+from harness.run import RunLock, RunOptions, run
 from harness.settings import check_scenario
 from qsl.cache import load_features
 from qsl.features import MAX_SEQ_LENGTH, SquadFeatures
@@ -65,21 +65,20 @@ def run_test01(build_dir: Path, scenario: str, audit_config: Path, model: str | 
                          batch_size=info["batch_size"], build_dir=build_dir, trust_checkpoint=trust_checkpoint,
                          backend_options=info["backend_options"])
     test_dir = runs.performance_dir.parents[1] / TEST
-    lock = hold_lock(test_dir, f"{TEST} of {scenario}")  # before moving a folder another one may be using
-    previous = test_dir.with_name(f"{TEST}.previous")  # the last test stays until this one has finished
-    shutil.rmtree(previous, ignore_errors=True)
-    if test_dir.exists():
-        test_dir.rename(previous)
-    log(f"{TEST}: the {scenario} performance run again, with {audit_config}")
-    try:
-        accuracy, performance = _run_and_verify(options, runs, test_dir, audit_config, log)
-    except Exception:
-        shutil.rmtree(test_dir, ignore_errors=True)
-        if previous.exists():
-            previous.rename(test_dir)
-        raise
-    shutil.rmtree(previous, ignore_errors=True)
-    lock.close()
+    with RunLock(test_dir, f"{TEST} of {scenario}"):  # before moving a folder another one may be using
+        previous = test_dir.with_name(f"{TEST}.previous")  # the last test stays until this one has finished
+        shutil.rmtree(previous, ignore_errors=True)
+        if test_dir.exists():
+            test_dir.rename(previous)
+        log(f"{TEST}: the {scenario} performance run again, with {audit_config}")
+        try:
+            accuracy, performance = _run_and_verify(options, runs, test_dir, audit_config, log)
+        except Exception:
+            shutil.rmtree(test_dir, ignore_errors=True)
+            if previous.exists():
+                previous.rename(test_dir)
+            raise
+        shutil.rmtree(previous, ignore_errors=True)
     return test_dir, accuracy, performance
 
 

@@ -25,11 +25,22 @@ def test_offline_quick_run_with_tiny_random_bert(tmp_path, build_dir, features, 
     assert "Result is : VALID" in summary
     assert "NOT COMPLIANT: quick run (COUNT=48)" in summary
     assert "LoadGen result: VALID, NOT COMPLIANT (quick run, COUNT=48); logs in" in result.stdout
+    assert "Samples per second" in result.stdout  # LoadGen's summary, printed once the progress bar is done
+    assert "LoadGen run: 100%" in result.stderr and "48/48" in result.stderr
     info = json.loads((run_dir / "run_info.json").read_text())
     assert info["samples_answered"] == 48 and info["compliant_settings"] is False
     assert info["start_utc"] < info["end_utc"]
     assert "bert.Offline.target_qps" in (run_dir / "user.conf").read_text()
     assert not run_dir.with_name("run_1.partial").exists()
+    assert not run_dir.with_name("run_1.lock").exists() and not (run_dir / "mlperf_log_trace.json").exists()
+
+
+def test_trace_log_only_when_asked(tmp_path, build_dir, features, tiny_random_model):
+    result = run_cli("harness", "perf", "--model", str(tiny_random_model), "--count", "16", "--enable-trace",
+                     "--build-dir", str(tmp_path / "build"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    trace = next((tmp_path / "build" / "logs").rglob("mlperf_log_trace.json"))
+    assert trace.stat().st_size > 16 * 200  # about 270 bytes per sample
 
 
 @pytest.mark.parametrize("scenario", ["SingleStream", "Server", "MultiStream"])
@@ -40,6 +51,7 @@ def test_other_scenarios_complete(tmp_path, build_dir, features, tiny_random_mod
     run_dir = build_dir / "logs" / tiny_random_model.name / "pytorch" / "fp32-cpu" / scenario / "performance" / "run_1"
     summary = (run_dir / "mlperf_log_summary.txt").read_text()
     assert f"Scenario : {scenario}" in summary
+    assert "LoadGen run: 100%" in result.stderr and "16/16" in result.stderr  # no run is silent
     verdict = next(line for line in result.stdout.splitlines() if line.startswith("LoadGen result: "))
     assert verdict.startswith("LoadGen result: VALID,") == ("Result is : VALID" in summary)
     if scenario == "MultiStream":  # two queries of 8: far too few for early stopping, which the console says
