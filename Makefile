@@ -101,10 +101,10 @@ download: $(ENV)
 	$(PYTHON) -m harness download --build-dir "$(BUILD)"
 
 bench: $(ENV)
-	$(PYTHON) -m benchmarks.bench --build-dir "$(BUILD)" $(if $(MODEL),--model "$(MODEL)")
+	$(PYTHON) -m benchmarks.bench --build-dir "$(BUILD)" $(if $(MODEL),--model "$(MODEL)") $(if $(filter 1,$(UPDATE_DOCS)),--update-docs)
 
 profile: $(ENV)
-	$(PYTHON) -m benchmarks.batch_profile --build-dir "$(BUILD)" --output docs/benchmarks.md $(if $(MODEL),--model "$(MODEL)") \
+	$(PYTHON) -m benchmarks.batch_profile --build-dir "$(BUILD)" $(if $(filter 1,$(UPDATE_DOCS)),--update-docs) $(if $(MODEL),--model "$(MODEL)") \
 		$(if $(DEVICE),--device $(DEVICE)) $(if $(PRECISION),--precision $(PRECISION)) $(if $(SYSTEM),--system $(SYSTEM)) \
 		$(foreach option,$(BACKEND_OPTIONS),--backend-option $(option))
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.bench import write_section
+from benchmarks.bench import record
 from benchmarks.cpu import cpu_name
 from harness.cli_common import backend_options, run_main
 
@@ -110,9 +110,9 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument("--iterations", type=int, default=3, help="profiled runs of the batch, averaged")
     result.add_argument("--top", type=int, default=15, help="kernels listed by name")
     result.add_argument("--build-dir", type=Path, default=Path("build"))
-    result.add_argument("--output", type=Path, default=None,
-                        help="also write the tables into this markdown file, in a section of their own per device "
-                             "and precision (make profile: docs/benchmarks.md)")
+    result.add_argument("--update-docs", action="store_true",
+                        help="also record the tables in docs/benchmarks.md, in a section of their own per device "
+                             "and precision (default: only <build-dir>/bench/benchmarks.md)")
     return result
 
 
@@ -154,14 +154,12 @@ def main() -> None:
     lines = report(kernels, int(features.lengths[rows].sum()), len(rows), args.top)
     print(f"{title}, {args.iterations} profiled runs after 2 warm-up runs")
     print("\n".join(lines))
-    if args.output:
-        header = [f"## Profile: {title}, measured {started}", "",
-                  f"- {machine}, torch {torch.__version__}, Python {platform.python_version()}",
-                  f"- Command: `{' '.join(['python -m benchmarks.batch_profile', *sys.argv[1:]])}`; {args.iterations} "
-                  "profiled runs of the batch after 2 warm-up runs, torch.profiler", ""]
-        section = f"profile-{device.partition(':')[0]}-{precision}{''.join(f'-{k}{v}' for k, v in options.items())}"
-        write_section(section, header + lines, args.output)
-        print(f"wrote {args.output}")
+    header = [f"## Profile: {title}, measured {started}", "",
+              f"- {machine}, torch {torch.__version__}, Python {platform.python_version()}",
+              f"- Command: `{' '.join(['python -m benchmarks.batch_profile', *sys.argv[1:]])}`; {args.iterations} "
+              "profiled runs of the batch after 2 warm-up runs, torch.profiler", ""]
+    section = f"profile-{device.partition(':')[0]}-{precision}{''.join(f'-{k}{v}' for k, v in options.items())}"
+    record(section, header + lines, args.build_dir, args.update_docs)
 
 
 if __name__ == "__main__":

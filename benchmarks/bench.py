@@ -1,6 +1,9 @@
-"""`make bench`: one run, one table of samples/s over the SQuAD dev features, written to docs/benchmarks.md.
+"""`make bench`: one run, one table of samples/s over the SQuAD dev features, written under build/bench/.
 
-    python -m benchmarks.bench [--model DIR] [--passes 3] [--precisions fp16,bf16,fp8]
+    python -m benchmarks.bench [--model DIR] [--passes 3] [--precisions fp16,bf16,fp8] [--update-docs]
+
+The table goes to <build-dir>/bench/benchmarks.md; docs/benchmarks.md, which is tracked, changes only
+with --update-docs (make bench UPDATE_DOCS=1), on a quiet machine whose figures are worth keeping.
 
 On a GPU: the reference's way (Hugging Face fp32, batch 1, padded to 384), Hugging Face fp16 padded
 (batch 512) and length-sorted, then our packed encoder in each precision, and with each candidate
@@ -173,7 +176,7 @@ def table(rows: list[Row], ratio_label: str = "× reference style") -> list[str]
 
 
 def write_section(name: str, lines: list[str], path: Path = DOCS) -> None:
-    """Replace this benchmark's own section of docs/benchmarks.md, keeping the others."""
+    """Replace this benchmark's own section of a markdown file, keeping the others."""
     begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     block = "\n".join([begin, *lines, end])
     text = path.read_text() if path.is_file() else "# Benchmarks\n\nWritten by `make bench`.\n"
@@ -184,6 +187,13 @@ def write_section(name: str, lines: list[str], path: Path = DOCS) -> None:
         text = text.rstrip("\n") + "\n\n" + block
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text.rstrip("\n") + "\n")
+
+
+def record(name: str, lines: list[str], build_dir: Path, update_docs: bool) -> None:
+    """A section into build/bench/benchmarks.md, and into the tracked docs/benchmarks.md only when asked."""
+    for path in (build_dir / "bench" / "benchmarks.md", *([DOCS] if update_docs else [])):
+        write_section(name, lines, path)
+        print(f"wrote {path}")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -197,7 +207,8 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument("--reference-samples", type=int, default=REFERENCE_BATCH1_SAMPLES,
                         help="samples timed for the batch-1 reference-style row")
     result.add_argument("--build-dir", type=Path, default=Path("build"))
-    result.add_argument("--output", type=Path, default=DOCS, help="markdown file to update")
+    result.add_argument("--update-docs", action="store_true",
+                        help="also record the table in docs/benchmarks.md (default: only <build-dir>/bench/)")
     return result
 
 
@@ -213,8 +224,7 @@ def main() -> None:
     if not torch.cuda.is_available():
         from benchmarks.cpu import cpu_section
 
-        write_section("cpu", cpu_section(args, features, started), args.output)
-        print(f"wrote {args.output}")
+        record("cpu", cpu_section(args, features, started), args.build_dir, args.update_docs)
         return
     model = load_model(args.model, args.build_dir, allow_random=True)
     rows = gpu_rows(args, model, features, print)
@@ -222,9 +232,8 @@ def main() -> None:
              f"- Command: `{' '.join(['python -m benchmarks.bench', *sys.argv[1:]])}`; {timed_passes(args.passes)} "
              "over the 10,833 dev features after a warm-up pass, backend `predict` timed with CUDA events",
              "", *table(rows)]
-    write_section("gpu", lines, args.output)
     print("\n".join(table(rows)))
-    print(f"wrote {args.output}")
+    record("gpu", lines, args.build_dir, args.update_docs)
 
 
 if __name__ == "__main__":

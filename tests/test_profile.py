@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from benchmarks import bench
 from benchmarks.batch_profile import OTHER, category
+from benchmarks.bench import DOCS
 from sut.onednn import onednn_available
 from tests.conftest import run_cli
 
@@ -25,13 +28,15 @@ def test_categories_name_what_a_kernel_does():
 
 
 def test_profile_of_one_batch_on_cpu(tmp_path, build_dir, features, tiny_random_model):
-    docs = tmp_path / "benchmarks.md"
-    docs.write_text("# Benchmarks\n\nnotes kept as they are\n")
-    result = run_cli("benchmarks.batch_profile", "--model", str(tiny_random_model), "--build-dir", str(build_dir),
-                     "--device", "cpu", "--system", "cpu", "--iterations", "2", "--output", str(docs), cwd=tmp_path)
+    build = tmp_path / "build"
+    shutil.copytree(build_dir / "data", build / "data")
+    tracked = DOCS.read_bytes()
+    result = run_cli("benchmarks.batch_profile", "--model", str(tiny_random_model), "--build-dir", str(build),
+                     "--device", "cpu", "--system", "cpu", "--iterations", "2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    written = docs.read_text()
-    assert "notes kept as they are" in written and "<!-- bench:profile-cpu-fp32 -->" in written
+    assert DOCS.read_bytes() == tracked, "docs/benchmarks.md changes only with --update-docs"
+    written = (build / "bench" / "benchmarks.md").read_text()
+    assert "<!-- bench:profile-cpu-fp32 -->" in written
     assert "## Profile: " in written and "- CPU " in written and "| matrix products |" in written
     batch = re.search(r"One batch: ([\d,]+) tokens, 8 samples", result.stdout)
     assert batch and int(batch.group(1).replace(",", "")) > 8 * 300  # the cpu plan's longest 8 samples
@@ -40,6 +45,17 @@ def test_profile_of_one_batch_on_cpu(tmp_path, build_dir, features, tiny_random_
     assert "| matrix products |" in result.stdout and "| attention |" in result.stdout
     products = "mkldnn::_linear_pointwise" if onednn_available() else "aten::addmm"  # sut/onednn.py
     assert f"| `{products}` | matrix products |" in result.stdout
+
+
+def test_figures_reach_the_tracked_docs_only_when_asked(tmp_path, monkeypatch):
+    docs = tmp_path / "docs.md"
+    docs.write_text("# Benchmarks\n\nnotes kept as they are\n")
+    monkeypatch.setattr(bench, "DOCS", docs)
+    bench.record("cpu", ["| a | table |"], tmp_path / "build", update_docs=False)
+    assert "| a | table |" in (tmp_path / "build" / "bench" / "benchmarks.md").read_text()
+    assert "| a | table |" not in docs.read_text()
+    bench.record("cpu", ["| a | table |"], tmp_path / "build", update_docs=True)
+    assert "notes kept as they are" in docs.read_text() and "<!-- bench:cpu -->\n| a | table |" in docs.read_text()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here: the sweep would run")
