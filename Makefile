@@ -71,7 +71,8 @@ ifeq ($(SETUP_LOCKED),1)
 	python3 -m venv .venv
 	.venv/bin/python -m pip install --quiet --upgrade pip
 	.venv/bin/python -m pip install --quiet "$(TORCH_SPEC)"
-	.venv/bin/python -m pip install --quiet -e ".[test,onnx]"
+	@# setuptools notes every editable install ("Editable installation.") as a warning: not one of ours
+	PYTHONWARNINGS="ignore:Editable installation" .venv/bin/python -m pip install --quiet -e ".[test,onnx]"
 	touch $@
 else
 	@mkdir -p .venv
