@@ -34,10 +34,11 @@ RUN_ARGS = --scenario $(SCENARIO) --backend $(BACKEND) --build-dir "$(BUILD)" \
 	$(if $(TRUST_CHECKPOINT),--trust-checkpoint) $(if $(TRACE),--enable-trace) \
 	$(foreach option,$(BACKEND_OPTIONS),--backend-option $(option))
 
-.PHONY: help all setup features perf accuracy compliance submission download bench profile test lint clean distclean
+.PHONY: help all setup features perf accuracy compliance submission download bench profile test test-fast lint clean distclean
 
 help:
-	@echo "Targets: all setup features perf accuracy compliance submission download bench profile test lint clean distclean"
+	@echo "Targets: all setup features perf accuracy compliance submission download bench profile test test-fast lint"
+	@echo "         clean distclean"
 	@echo "One command to a submission: make all (accuracy + perf [+ compliance if SHORT=0] per scenario, then"
 	@echo "           submission; SCENARIOS=\"Offline Server\", default: what configs/submission.json's system_type needs)"
 	@echo "Variables: SCENARIO=$(SCENARIO) BACKEND=$(BACKEND) MODEL= DEVICE= PRECISION= COUNT= SYSTEM= BATCH_SIZE="
@@ -111,6 +112,9 @@ profile: $(ENV)
 
 test: $(ENV)
 	$(PYTHON) -m pytest -q
+
+test-fast: $(ENV)
+	$(PYTHON) -m pytest -q -m "not slow"
 
 lint: $(ENV)
 	$(PYTHON) -m ruff check .

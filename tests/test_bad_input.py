@@ -28,6 +28,7 @@ def logs_in(build_dir):
         if (build_dir / "logs").exists() else []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arguments, message", [
     (["--scenario", "Offlne"], "unknown SCENARIO=Offlne; choose one of Offline, Server"),
     (["--backend", "tflite"], "unknown BACKEND=tflite"),
@@ -56,6 +57,7 @@ def test_bad_run_options(tmp_path, build_dir, features, arguments, message):
     assert logs_in(build_dir) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arguments, message", [  # what the backend itself can tell only once built
     (["--backend", "onnxruntime", "--precision", "fp16"], "ONNX Runtime fp16 is for GPUs"),
     (["--backend", "tensorrt"], "pip install '.[tensorrt]'"),
@@ -73,6 +75,7 @@ def test_bad_backend_choices(tmp_path, build_dir, features, tiny_random_model, a
     assert logs_in(build_dir) == before
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_cuda_without_gpu(tmp_path, build_dir, features):
     result = run_cli("harness", "perf", "--device", "cuda", "--build-dir", str(build_dir), cwd=tmp_path)
@@ -80,6 +83,7 @@ def test_cuda_without_gpu(tmp_path, build_dir, features):
     assert "no CUDA GPU is visible" in result.stderr and "DEVICE=cpu" in result.stderr
 
 
+@pytest.mark.slow
 def test_accuracy_refuses_random_weights(tmp_path, build_dir, features):
     result = run_cli("harness", "accuracy", "--build-dir", str(build_dir), cwd=tmp_path)
     assert result.returncode == 2
@@ -148,6 +152,7 @@ def test_pickled_checkpoint_needs_explicit_trust(tmp_path):
     assert not load_model(str(path), tmp_path, allow_random=False, trust_checkpoint=True).is_random
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", ["none", "wrong"])
 def test_checkpoint_of_another_size_names_the_config(tmp_path, config):
     from transformers import BertForQuestionAnswering
@@ -163,6 +168,7 @@ def test_checkpoint_of_another_size_names_the_config(tmp_path, config):
         load_model(str(path), tmp_path, allow_random=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arguments, message", [
     (["submission", "--check", "/no/such/tree"], "--check /no/such/tree: no such folder"),
     (["submission", "--check", str(README)], "README.md: is a file: unpack it and give the unpacked tree"),
@@ -248,6 +254,7 @@ def test_makefile_keeps_paths_with_spaces_whole():
     assert '--build-dir "/x y" --model "/m n"' in result.stdout and '--submitter "My Team"' in result.stdout
 
 
+@pytest.mark.slow
 def test_build_folder_that_is_a_file(tmp_path):
     not_a_folder = tmp_path / "build"
     not_a_folder.write_text("a file")
@@ -257,6 +264,7 @@ def test_build_folder_that_is_a_file(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["perf", "accuracy"])
 def test_stray_audit_config_is_refused(tmp_path, build_dir, features, command):
     """LoadGen obeys ./audit.config over everything: an accuracy run would silently become a performance run."""
@@ -277,6 +285,7 @@ def test_missing_module_names_the_fix(monkeypatch):
     assert "run `make setup`" in missing_module_fix("mlperf_loadgen")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage, message", [
     (lambda model: (model / "config.json").write_text('{"model_type": "bert", "hidden_size": '),
      "config.json is not valid JSON"),

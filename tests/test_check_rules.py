@@ -19,6 +19,8 @@ from submission.check import check_tree
 from submission.loadgen_detail import PREFIX
 from submission.tree import write_manifest
 
+pytestmark = pytest.mark.slow  # its tree comes from LoadGen runs of a real model: not in make test-fast
+
 COMPLIANT_F1 = 89.966  # just above the bert-99 target, 89.96526
 
 

@@ -14,6 +14,8 @@ from submission.runs import PASS_LINE, passed_test01
 from submission.tree import TEST01_FILES
 from tests.conftest import run_cli
 
+pytestmark = pytest.mark.slow  # LoadGen runs of real models: not in make test-fast
+
 SCENARIO = "Offline"
 
 

@@ -6,7 +6,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow  # builds and installs the project: not in make test-fast
 
 
 def test_a_plain_install_works_outside_the_checkout(tmp_path):

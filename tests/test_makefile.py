@@ -18,6 +18,7 @@ sleep 1
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("flock") is None, reason="needs flock (util-linux) for the setup lock")
 def test_jobs_started_together_build_the_venv_once(tmp_path):
     """A SLURM array on a fresh checkout: every job runs `make setup` at once; one builds, the others wait."""

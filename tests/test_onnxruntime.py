@@ -16,6 +16,8 @@ from sut.onnx_model import export_onnx
 from sut.onnxruntime_backend import OnnxRuntimeBackend, providers_for
 from tests.conftest import mixed_batch, subset_f1
 
+pytestmark = pytest.mark.slow  # ONNX export and real-model F1: not in make test-fast
+
 QUESTIONS = 200
 QUIET = {"log": lambda *_: None}
 

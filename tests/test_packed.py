@@ -139,6 +139,7 @@ def test_onednn_is_refused_outside_cpu_fp32_and_beside_compile(tiny_model):
     assert isinstance(compiled.encoder.layers[0].ffn_in, nn.Linear)
 
 
+@pytest.mark.slow
 def test_packed_f1_equals_huggingface_f1(model, features, examples):
     huggingface = subset_f1(HuggingFaceBackend(model, "cpu", "fp32"), features, examples, QUESTIONS)
     packed = subset_f1(PackedBackend(model, "cpu", "fp32"), features, examples, QUESTIONS)
@@ -146,6 +147,7 @@ def test_packed_f1_equals_huggingface_f1(model, features, examples):
     assert packed == pytest.approx(huggingface, abs=0.1)
 
 
+@pytest.mark.slow
 def test_tanh_gelu_of_the_half_precision_paths_keeps_f1(model, features, examples):
     exact = PackedBackend(model, "cpu", "fp32", options={"onednn": "0"})  # PackedLayer's own GELU, as on CUDA
     exact_f1 = subset_f1(exact, features, examples, QUESTIONS)
@@ -187,6 +189,7 @@ def test_bf16_on_cpu_computes_in_bf16(tiny_model, features):
     assert dtypes == [torch.bfloat16]
 
 
+@pytest.mark.slow
 def test_bf16_on_cpu_keeps_f1(model, features, examples):
     """bf16 on CPU: oneDNN's bf16 products with tanh GELU fused, where torch has oneDNN."""
     bf16 = PackedBackend(model, "cpu", "bf16")
@@ -195,6 +198,7 @@ def test_bf16_on_cpu_keeps_f1(model, features, examples):
     assert subset_f1(bf16, features, examples, QUESTIONS) == pytest.approx(fp32_f1, abs=1.0)
 
 
+@pytest.mark.slow
 def test_fp8_emulated_f1_within_one_percent_of_fp32(model, features, examples):
     fp32 = subset_f1(PackedBackend(model, "cpu", "fp32"), features, examples, QUESTIONS)
     fp8_backend = PackedBackend(model, "cpu", "fp8", calibration=features, log=lambda *_: None)

@@ -27,6 +27,7 @@ def test_categories_name_what_a_kernel_does():
     assert category("aten::empty") == OTHER
 
 
+@pytest.mark.slow
 def test_profile_of_one_batch_on_cpu(tmp_path, build_dir, features, tiny_random_model):
     build = tmp_path / "build"
     shutil.copytree(build_dir / "data", build / "data")

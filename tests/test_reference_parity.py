@@ -51,7 +51,8 @@ def seeded_log(features, kind: str, coverage: str, path: Path, seed: int = 0) ->
     return write_accuracy_log(path, logits, rows)
 
 
-@pytest.mark.parametrize(("kind", "coverage"), sorted(REFERENCE))
+@pytest.mark.parametrize(("kind", "coverage"), [pytest.param(*key, marks=[pytest.mark.slow] if key[1] == "full" else [])
+                                                for key in sorted(REFERENCE)])
 def test_scores_and_predictions_equal_the_reference(tmp_path, features, kind, coverage):
     log = seeded_log(features, kind, coverage, tmp_path / "mlperf_log_accuracy.json")
     predictions = tmp_path / "predictions.json"

@@ -16,6 +16,7 @@ from harness.errors import HarnessError
 from tests.conftest import cli_environment, run_cli
 
 
+@pytest.mark.slow
 def test_offline_quick_run_with_tiny_random_bert(tmp_path, build_dir, features, tiny_random_model):
     result = run_cli("harness", "perf", "--model", str(tiny_random_model), "--count", "48",
                      "--build-dir", str(build_dir), cwd=tmp_path)
@@ -35,6 +36,7 @@ def test_offline_quick_run_with_tiny_random_bert(tmp_path, build_dir, features, 
     assert not run_dir.with_name("run_1.lock").exists() and not (run_dir / "mlperf_log_trace.json").exists()
 
 
+@pytest.mark.slow
 def test_trace_log_only_when_asked(tmp_path, build_dir, features, tiny_random_model):
     result = run_cli("harness", "perf", "--model", str(tiny_random_model), "--count", "16", "--enable-trace",
                      "--build-dir", str(tmp_path / "build"), cwd=tmp_path)
@@ -43,6 +45,7 @@ def test_trace_log_only_when_asked(tmp_path, build_dir, features, tiny_random_mo
     assert trace.stat().st_size > 16 * 200  # about 270 bytes per sample
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario", ["SingleStream", "Server", "MultiStream"])
 def test_other_scenarios_complete(tmp_path, build_dir, features, tiny_random_model, scenario):
     result = run_cli("harness", "perf", "--scenario", scenario, "--model", str(tiny_random_model),
@@ -59,6 +62,7 @@ def test_other_scenarios_complete(tmp_path, build_dir, features, tiny_random_mod
         assert "rarely satisfy LoadGen's early-stopping estimate" in result.stdout
 
 
+@pytest.mark.slow
 def test_accuracy_run_logs_float32_logits_per_sample(tmp_path, build_dir, features, tiny_random_model):
     result = run_cli("harness", "accuracy", "--model", str(tiny_random_model), "--count", "24",
                      "--build-dir", str(build_dir), cwd=tmp_path)
@@ -85,6 +89,7 @@ def answered_scores(stdout: str) -> dict:
     return {"f1": float(found.group(1)), "exact_match": float(found.group(2))}
 
 
+@pytest.mark.slow
 def test_accuracy_with_small_real_model_same_for_each_backend(tmp_path, build_dir, features, small_model):
     scores = {}
     for backend in ("pytorch", "onnxruntime"):
@@ -111,6 +116,7 @@ def test_accuracy_with_small_real_model_same_for_each_backend(tmp_path, build_di
     assert (run_dir / "accuracy.txt").read_text() == kept
 
 
+@pytest.mark.slow
 def test_onnxruntime_offline_quick_run(tmp_path, build_dir, features, tiny_random_model):
     result = run_cli("harness", "perf", "--backend", "onnxruntime", "--model", str(tiny_random_model),
                      "--count", "32", "--backend-option", "intra_threads=1", "--build-dir", str(build_dir),
@@ -195,6 +201,7 @@ def out_of_memory_at_warm_up(*args, **kwargs):
     raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("create_backend, when", [(lambda *args, **kwargs: FailingBackend(), "during the run"),
                                                   (out_of_memory_at_warm_up, "while warming up")])
 def test_out_of_memory_names_the_settings_to_lower(build_dir, features, tiny_random_model, monkeypatch,
@@ -208,6 +215,7 @@ def test_out_of_memory_names_the_settings_to_lower(build_dir, features, tiny_ran
         run.run(options, accuracy=False, log=lambda *_: None)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_a_run_at_once(tmp_path, build_dir, features, tiny_random_model):
     """LoadGen blocks in C++; Ctrl-C must still end the run promptly, and leave no result behind."""
     command = [sys.executable, "-m", "harness", "perf", "--scenario", "Server", "--count", "300",
@@ -229,6 +237,7 @@ def test_ctrl_c_stops_a_run_at_once(tmp_path, build_dir, features, tiny_random_m
     assert partial.is_dir() and not (partial / "run_info.json").exists()
 
 
+@pytest.mark.slow
 def test_a_second_run_of_the_same_scenario_waits_its_turn(tmp_path, build_dir, features, tiny_random_model):
     """Two runs into one folder at once (two precisions on two GPUs): the second is refused, the first goes on."""
     command = ["harness", "perf", "--scenario", "Server", "--count", "300", "--model", str(tiny_random_model),
@@ -248,6 +257,7 @@ def test_a_second_run_of_the_same_scenario_waits_its_turn(tmp_path, build_dir, f
     assert "wait for it to finish, or give this one its own BUILD= folder" in second.stderr
 
 
+@pytest.mark.slow
 def test_offline_progress_counts_tokens_and_samples(tmp_path, build_dir, features, tiny_random_model):
     """The bar's total is the query's tokens (longest batches run first), with samples answered beside it."""
     result = run_cli("harness", "perf", "--model", str(tiny_random_model), "--count", "1000",

@@ -19,6 +19,8 @@ from submission.tree import weight_transformations, write_manifest
 from tests.conftest import REPO, cli_environment, run_cli
 from tests.conftest import SUBMISSION_SCENARIOS as SCENARIOS
 
+pytestmark = pytest.mark.slow  # LoadGen runs of real models: not in make test-fast
+
 
 def scenario_dir(root, scenario):
     return next(root.glob(f"open/*/results/*/bert-99/{scenario}"))
