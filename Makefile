@@ -34,18 +34,19 @@ RUN_ARGS = --scenario $(SCENARIO) --backend $(BACKEND) --build-dir "$(BUILD)" \
 	$(if $(TRUST_CHECKPOINT),--trust-checkpoint) $(if $(TRACE),--enable-trace) \
 	$(foreach option,$(BACKEND_OPTIONS),--backend-option $(option))
 
-.PHONY: help all setup features perf accuracy compliance submission download bench profile test test-fast lint clean distclean
+.PHONY: help all setup features perf accuracy compliance submission download bench profile test test-fast mutation lint clean distclean
 
 help:
-	@echo "Targets: all setup features perf accuracy compliance submission download bench profile test test-fast lint"
-	@echo "         clean distclean"
+	@echo "Targets: all setup features perf accuracy compliance submission download bench profile test test-fast"
+	@echo "         mutation lint clean distclean"
 	@echo "One command to a submission: make all (accuracy + perf [+ compliance if SHORT=0] per scenario, then"
 	@echo "           submission; SCENARIOS=\"Offline Server\", default: what configs/submission.json's system_type needs)"
 	@echo "Variables: SCENARIO=$(SCENARIO) BACKEND=$(BACKEND) MODEL= DEVICE= PRECISION= COUNT= SYSTEM= BATCH_SIZE="
 	@echo "           BACKEND_OPTIONS=\"key=value ...\" (backend settings, e.g. optimize=0 or providers=tensorrt)"
 	@echo "           BUILD=$(BUILD) PYTHON= TORCH_SPEC=$(TORCH_SPEC) TRUST_CHECKPOINT=1 TRACE=1"
-	@echo "Compliance: make compliance SCENARIO=... (TEST01; AUDIT_CONFIG=<the round's audit.config> BACKEND=)"
-	@echo "Submission: SHORT=$(SHORT) LAYOUT=$(LAYOUT) CHECKER=<mlcommons/inference checkout> SUBMITTER= BACKEND="
+	@echo "Compliance: make compliance SCENARIO=... (TEST01; AUDIT_CONFIG=<the round's audit.config> BACKEND= PRECISION=)"
+	@echo "Submission: SHORT=$(SHORT) LAYOUT=$(LAYOUT) CHECKER=<mlcommons/inference checkout> SUBMITTER= BACKEND= PRECISION="
+	@echo "Benchmarks: make bench, make profile (tables in $(BUILD)/bench/; UPDATE_DOCS=1 also into docs/benchmarks.md)"
 	@echo "Details: README.md, or $(PYTHON) -m harness perf --help"
 
 # From nothing to a packaged submission: per scenario an accuracy run (first: it is short, and refuses a missing
@@ -115,6 +116,13 @@ test: $(ENV)
 
 test-fast: $(ENV)
 	$(PYTHON) -m pytest -q -m "not slow"
+
+# Mutation testing of the scoring modules ([tool.mutmut] in pyproject.toml; mutmut installed on first use),
+# then the hand-made mutations of the rules the suite once let break (tests/mutations.py).
+mutation: $(ENV)
+	$(PYTHON) -c "import mutmut" 2>/dev/null || $(PYTHON) -m pip install --quiet "mutmut>=3.3"
+	rm -rf mutants && $(PYTHON) -m mutmut run --max-children 2; $(PYTHON) -m mutmut results
+	$(PYTHON) -m tests.mutations
 
 lint: $(ENV)
 	$(PYTHON) -m ruff check .
