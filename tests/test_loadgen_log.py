@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
 import pytest
 
-from accuracy.loadgen_log import PAD_LOGIT, read_accuracy_log
+from accuracy.loadgen_log import PAD_LOGIT, decode_entries, file_sha256, read_accuracy_log
 from harness.errors import HarnessError
 
 
@@ -52,3 +53,26 @@ def test_malformed_logs_are_refused(tmp_path, content, message):
     log.write_text(content)
     with pytest.raises(HarnessError, match=message):
         read_accuracy_log(log, 10, 384)
+
+
+@pytest.mark.parametrize("index, data, message", [
+    (10, np.zeros((384, 2), np.float32).tobytes(), "qsl_idx 10, outside 0..9"),  # one past the last feature
+    (0, b"", "holds 0 bytes"),  # an empty response: the SUT failed on it
+    (0, np.zeros((385, 2), np.float32).tobytes(), "holds 3080 bytes"),  # longer than the sequence
+])
+def test_responses_out_of_bounds_are_refused(tmp_path, index, data, message):
+    log = write_log(tmp_path / "log.json", [(index, data)])
+    with pytest.raises(HarnessError, match=message):
+        read_accuracy_log(log, 10, 384)
+
+
+def test_decoding_entries_read_float32_start_end_pairs_by_default(tmp_path):
+    pairs = np.stack([np.arange(384), -np.arange(384)], axis=1).astype(np.float32)
+    logits = decode_entries([(2, pairs.tobytes().hex())], tmp_path / "log.json", 10, 384)[2]
+    assert np.array_equal(logits, pairs)
+
+
+def test_file_hash_covers_every_block(tmp_path):
+    data = np.random.default_rng(0).bytes(3 * (1 << 20) + 5)
+    (tmp_path / "big").write_bytes(data)
+    assert file_sha256(tmp_path / "big") == hashlib.sha256(data).hexdigest()

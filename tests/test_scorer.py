@@ -32,3 +32,8 @@ def test_best_of_several_gold_answers():
 def test_missing_prediction_scores_zero():
     result = score({"q1": "Broncos"}, {"q1": ["Broncos"], "q2": ["x"]})
     assert result == {"exact_match": 50.0, "f1": 50.0}
+
+
+def test_a_missing_prediction_anywhere_scores_zero_and_the_rest_still_count():
+    result = score({"q1": "Broncos", "q3": "x"}, {"q1": ["Broncos"], "q2": ["y"], "q3": ["x"]})
+    assert result == {"exact_match": pytest.approx(200 / 3), "f1": pytest.approx(200 / 3)}
