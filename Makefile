@@ -19,6 +19,13 @@ SHORT      ?= 1
 LAYOUT     ?= v6
 CHECKER    ?=
 AUDIT_CONFIG ?=
+DATA       ?=
+SEQ_LEN    ?=
+DOC_STRIDE ?=
+SAMPLES    ?=
+LENGTHS    ?=
+SEED       ?=
+SHAPE      ?=
 
 ifeq ($(origin PYTHON),undefined)
 PYTHON := .venv/bin/python
@@ -27,7 +34,11 @@ else
 ENV    :=
 endif
 
-RUN_ARGS = --scenario $(SCENARIO) --backend $(BACKEND) --build-dir "$(BUILD)" \
+DATA_ARGS = $(if $(DATA),--data $(DATA)) $(if $(SEQ_LEN),--seq-len $(SEQ_LEN)) \
+	$(if $(DOC_STRIDE),--doc-stride $(DOC_STRIDE)) $(if $(SAMPLES),--samples $(SAMPLES)) \
+	$(if $(LENGTHS),--lengths $(LENGTHS)) $(if $(SEED),--seed $(SEED))
+
+RUN_ARGS = $(DATA_ARGS) $(if $(SHAPE),--shape "$(SHAPE)") --scenario $(SCENARIO) --backend $(BACKEND) --build-dir "$(BUILD)" \
 	$(if $(MODEL),--model "$(MODEL)") $(if $(DEVICE),--device $(DEVICE)) \
 	$(if $(PRECISION),--precision $(PRECISION)) $(if $(COUNT),--count $(COUNT)) \
 	$(if $(SYSTEM),--system $(SYSTEM)) $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) \
@@ -44,6 +55,8 @@ help:
 	@echo "Variables: SCENARIO=$(SCENARIO) BACKEND=$(BACKEND) MODEL= DEVICE= PRECISION= COUNT= SYSTEM= BATCH_SIZE="
 	@echo "           BACKEND_OPTIONS=\"key=value ...\" (backend settings, e.g. optimize=0 or providers=tensorrt)"
 	@echo "           BUILD=$(BUILD) PYTHON= TORCH_SPEC=$(TORCH_SPEC) TRUST_CHECKPOINT=1 TRACE=1"
+	@echo "Other data and models (not the MLPerf setting): DATA=squad|synthetic SEQ_LEN=32..512 DOC_STRIDE="
+	@echo "           SAMPLES= LENGTHS=squad|full SEED= (DATA=synthetic), SHAPE=bert-base|distilbert|tiny|layers=L,hidden=H,heads=A"
 	@echo "Compliance: make compliance SCENARIO=... (TEST01; AUDIT_CONFIG=<the round's audit.config> BACKEND= PRECISION=)"
 	@echo "Submission: SHORT=$(SHORT) LAYOUT=$(LAYOUT) CHECKER=<mlcommons/inference checkout> SUBMITTER= BACKEND= PRECISION="
 	@echo "Benchmarks: make bench, make profile (tables in $(BUILD)/bench/; UPDATE_DOCS=1 also into docs/benchmarks.md)"
@@ -82,7 +95,7 @@ else
 endif
 
 features: $(ENV)
-	$(PYTHON) -m harness features --build-dir "$(BUILD)"
+	$(PYTHON) -m harness features --build-dir "$(BUILD)" $(DATA_ARGS)
 
 perf: $(ENV)
 	$(PYTHON) -m harness perf $(RUN_ARGS)

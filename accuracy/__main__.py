@@ -29,16 +29,20 @@ def parser() -> argparse.ArgumentParser:
                         help="where to write accuracy.txt (default: beside the log)")
     result.add_argument("--predictions", type=Path, default=None,
                         help="also write qas_id -> answer predictions JSON here")
+    result.add_argument("--seq-len", default=None,
+                        help="the run's SEQ_LEN, when not MLPerf's 384 (its log holds that many positions)")
+    result.add_argument("--doc-stride", default=None, help="the run's DOC_STRIDE (default SEQ_LEN // 3)")
     return result
 
 
 def main() -> int:
-    from qsl.cache import load_features
+    from harness.samples import load_samples, resolve_samples
 
     args = parser().parse_args()
-    features = load_features(args.build_dir / "data" / "squad_features.npz")
+    source = resolve_samples(seq_len=args.seq_len, doc_stride=args.doc_stride)
+    features = load_samples(source, args.build_dir)
     result = evaluate_log(args.log_file, features, args.dataset, args.output_dtype, args.output_transposed,
-                          args.predictions)
+                          args.predictions, "" if source.is_mlperf else source.featurisation.describe())
     print(result.official_line())
     for line in result.verdict_lines():
         print(line)

@@ -12,7 +12,7 @@ from accuracy.loadgen_log import file_sha256, read_accuracy_log
 from accuracy.postprocess import NO_ANSWER, predictions
 from accuracy.squad_v1_1 import score
 from qsl.dataset import SHIPPED_VOCAB, load_dataset, read_examples
-from qsl.features import MAX_SEQ_LENGTH, SquadFeatures
+from qsl.features import SquadFeatures
 
 REFERENCE_F1 = 90.874  # fp32 BERT-Large, the MLPerf reference
 TARGETS = {"bert-99": 0.99, "bert-99.9": 0.999}
@@ -35,6 +35,7 @@ class AccuracyResult:
     questions_total: int
     samples_logged: int
     log_sha256: str
+    setting: str = ""  # the featurisation, when it is not MLPerf's: no bert-99 verdict then
 
     @property
     def partial(self) -> bool:
@@ -44,13 +45,18 @@ class AccuracyResult:
         return json.dumps({"exact_match": self.exact_match, "f1": self.f1})
 
     def verdict_lines(self) -> list[str]:
-        if self.partial:
-            return [f"PARTIAL LOG: {self.questions_answered} of {self.questions_total} questions answered "
-                    f"({self.samples_logged} samples logged); the line above scores all {self.questions_total} "
-                    f"as the reference does (\"{NO_ANSWER}\" for the others). Over the answered questions: "
-                    f"F1 {self.answered_f1:.3f}, EM {self.answered_exact_match:.3f}; "
-                    "no bert-99 verdict for a partial log"]
         lines = []
+        if self.partial:
+            lines.append(f"PARTIAL LOG: {self.questions_answered} of {self.questions_total} questions answered "
+                         f"({self.samples_logged} samples logged); the line above scores all {self.questions_total} "
+                         f"as the reference does (\"{NO_ANSWER}\" for the others). Over the answered questions: "
+                         f"F1 {self.answered_f1:.3f}, EM {self.answered_exact_match:.3f}; "
+                         "no bert-99 verdict for a partial log")
+        if self.setting:
+            lines.append(f"NOT THE MLPERF SETTING ({self.setting}; bert-99 is max_seq_length 384, doc_stride 128, "
+                         "max_query_length 64): no bert-99 verdict")
+        if lines:
+            return lines
         for name, fraction in TARGETS.items():
             target = REFERENCE_F1 * fraction
             verdict = "PASS" if self.f1 >= target else "FAIL"
@@ -61,14 +67,16 @@ class AccuracyResult:
 
 def evaluate_log(log_path: Path, features: SquadFeatures, dataset_path: Path | None = None,
                  dtype: str = "float32", transposed: bool = False,
-                 predictions_path: Path | None = None) -> AccuracyResult:
-    logits = read_accuracy_log(log_path, len(features), MAX_SEQ_LENGTH, dtype, transposed)
-    return evaluate_logits(logits, features, file_sha256(log_path), dataset_path, predictions_path)
+                 predictions_path: Path | None = None, setting: str = "") -> AccuracyResult:
+    logits = read_accuracy_log(log_path, len(features), features.seq_length, dtype, transposed)
+    return evaluate_logits(logits, features, file_sha256(log_path), dataset_path, predictions_path, setting)
 
 
 def evaluate_logits(logits: dict[int, np.ndarray], features: SquadFeatures, log_sha256: str,
-                    dataset_path: Path | None = None, predictions_path: Path | None = None) -> AccuracyResult:
-    """F1/EM over the questions with a feature in `logits` (sample index -> [384, 2]), as the reference scores a log."""
+                    dataset_path: Path | None = None, predictions_path: Path | None = None,
+                    setting: str = "") -> AccuracyResult:
+    """F1/EM as the reference scores a log (sample index -> [seq_length, 2] logits); `setting` names a
+    featurisation other than MLPerf's."""
     from qsl.tokenizer import load_tokenizer
 
     examples = read_examples(load_dataset(dataset_path) if dataset_path else load_dataset())
@@ -81,7 +89,7 @@ def evaluate_logits(logits: dict[int, np.ndarray], features: SquadFeatures, log_
     official = score(every, gold)
     answered_only = score(answered, {qas_id: gold[qas_id] for qas_id in answered})
     return AccuracyResult(official["exact_match"], official["f1"], answered_only["exact_match"],
-                          answered_only["f1"], len(answered), len(examples), len(logits), log_sha256)
+                          answered_only["f1"], len(answered), len(examples), len(logits), log_sha256, setting)
 
 
 def write_accuracy_txt(path: Path, result: AccuracyResult) -> None:

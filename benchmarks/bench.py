@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.cli_common import run_main
+from harness.cli_common import add_data_options, add_shape_option, run_main, sample_source
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "benchmarks.md"
@@ -118,13 +118,14 @@ def gpu_rows(args, model, features, log) -> list[Row]:
 
     huggingface = create_backend("huggingface", model, device, "fp32", features, log=log)
     subset = fixed_batches(args.reference_samples, 1)
-    add(Row("Hugging Face (reference style)", "fp32", "batch 1, padded to 384", args.reference_samples,
-            measure(huggingface, features, subset, device, args.passes, pad_to=384)))
+    padded = features.seq_length  # the reference pads every sample to the full length
+    add(Row("Hugging Face (reference style)", "fp32", f"batch 1, padded to {padded}", args.reference_samples,
+            measure(huggingface, features, subset, device, args.passes, pad_to=padded)))
     del huggingface
     torch.cuda.empty_cache()
     huggingface = create_backend("huggingface", model, device, "fp16", features, log=log)
-    add(Row("Hugging Face", "fp16", "batch 512, padded to 384", total,
-            measure(huggingface, features, fixed_batches(total, 512), device, args.passes, pad_to=384)))
+    add(Row("Hugging Face", "fp16", f"batch 512, padded to {padded}", total,
+            measure(huggingface, features, fixed_batches(total, 512), device, args.passes, pad_to=padded)))
     sorted_batches = plan_batches(features.lengths, 512, None)
     add(Row("Hugging Face", "fp16", "batch 512, length-sorted, padded to batch max", total,
             measure(huggingface, features, sorted_batches, device, args.passes)))
@@ -207,6 +208,8 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument("--reference-samples", type=int, default=REFERENCE_BATCH1_SAMPLES,
                         help="samples timed for the batch-1 reference-style row")
     result.add_argument("--build-dir", type=Path, default=Path("build"))
+    add_data_options(result)
+    add_shape_option(result)
     result.add_argument("--update-docs", action="store_true",
                         help="also record the table in docs/benchmarks.md (default: only <build-dir>/bench/)")
     return result
@@ -215,25 +218,30 @@ def parser() -> argparse.ArgumentParser:
 def main() -> None:
     import torch
 
-    from qsl.cache import load_features
-    from sut.models import load_model
+    from harness.samples import load_samples
+    from sut.models import load_model, parse_shape
 
     args = parser().parse_args()
-    features = load_features(args.build_dir / "data" / "squad_features.npz")
+    source = sample_source(args)
+    shape = parse_shape(args.shape) if args.shape else None
+    features = load_samples(source, args.build_dir)
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    section = source.label  # tables of other data or lengths keep sections of their own
     if not torch.cuda.is_available():
         from benchmarks.cpu import cpu_section
 
-        record("cpu", cpu_section(args, features, started), args.build_dir, args.update_docs)
+        record(f"cpu{section}{'-' + shape.name if shape else ''}", cpu_section(args, features, started, shape, source),
+               args.build_dir, args.update_docs)
         return
-    model = load_model(args.model, args.build_dir, allow_random=True)
+    model = load_model(args.model, args.build_dir, allow_random=True, shape=shape)
     rows = gpu_rows(args, model, features, print)
+    data = "the 10,833 dev features" if source.is_mlperf else f"{len(features):,} samples ({source.label.lstrip('-')})"
     lines = [f"## GPU, {model.name}, measured {started}", "", *[f"- {line}" for line in gpu_header(model.name)],
              f"- Command: `{' '.join(['python -m benchmarks.bench', *sys.argv[1:]])}`; {timed_passes(args.passes)} "
-             "over the 10,833 dev features after a warm-up pass, backend `predict` timed with CUDA events",
+             f"over {data} after a warm-up pass, backend `predict` timed with CUDA events",
              "", *table(rows)]
     print("\n".join(table(rows)))
-    record("gpu", lines, args.build_dir, args.update_docs)
+    record(f"gpu{section}-{model.name}" if section or shape else "gpu", lines, args.build_dir, args.update_docs)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def cpu_section(args, features, started: str) -> list[str]:
+def cpu_section(args, features, started: str, shape=None, source=None) -> list[str]:
+    """Every CPU backend on the small real model, or on a random model of `shape` (SHAPE=)."""
     import onnxruntime
     import torch
 
@@ -41,11 +42,11 @@ def cpu_section(args, features, started: str) -> list[str]:
     from sut.batching import plan_batches
     from sut.models import load_model
 
-    model_path = args.model or str(SMALL_MODEL)
-    if not Path(model_path).exists():
+    model_path = args.model if shape else args.model or str(SMALL_MODEL)  # MODEL and SHAPE together are refused
+    if model_path and not shape and not Path(model_path).exists():
         raise HarnessError(f"the CPU benchmark times the small real model, not found at {model_path}; "
-                           "pass --model (MODEL=) a Hugging Face QA model directory")
-    model = load_model(model_path, args.build_dir, allow_random=False)
+                           "pass --model (MODEL=) a Hugging Face QA model directory, or SHAPE= for a random one")
+    model = load_model(model_path, args.build_dir, allow_random=shape is not None, shape=shape)
     subset = np.linspace(0, len(features.input_ids) - 1, SAMPLES).astype(np.int64)
     batches = [subset[rows] for rows in plan_batches(features.lengths[subset], BATCH_SIZE)]
     rows: list[Row] = []
@@ -59,7 +60,8 @@ def cpu_section(args, features, started: str) -> list[str]:
              f"- CPU: {cpu_name()}, {os.cpu_count()} logical cores; torch {torch.__version__} "
              f"({torch.get_num_threads()} threads), ONNX Runtime {onnxruntime.__version__}, "
              f"Python {platform.python_version()}",
-             f"- {SAMPLES} dev features spread evenly over the set, {timed_passes(args.passes)} after a warm-up "
-             "pass", "", *table(rows, "× Hugging Face")]
+             f"- {SAMPLES} {'dev features' if source is None or source.is_mlperf else source.label.lstrip('-')} "
+             f"spread evenly over the set, {timed_passes(args.passes)} after a warm-up pass", "",
+             *table(rows, "× Hugging Face")]
     print("\n".join(table(rows, "× Hugging Face")))
     return lines

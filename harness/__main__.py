@@ -6,9 +6,10 @@ import argparse
 from pathlib import Path
 
 from configs import TEST01_AUDIT_CONFIG
-from harness.cli_common import backend_options, run_main
+from harness.cli_common import add_data_options, add_shape_option, backend_options, run_main, sample_source
 from harness.run import BACKENDS, RunOptions, run, unmet_constraints
 from harness.settings import SCENARIOS, known_systems
+from qsl.features import DOC_STRIDE, MAX_SEQ_LENGTH
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +36,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                              "each backend lists the keys it accepts")
     parser.add_argument("--enable-trace", action="store_true",
                         help="LoadGen trace log (about 270 bytes per sample; off by default)")
+    add_data_options(parser)
+    add_shape_option(parser)
 
 
 def options_from(args: argparse.Namespace) -> RunOptions:
@@ -42,7 +45,9 @@ def options_from(args: argparse.Namespace) -> RunOptions:
                       precision=args.precision, count=args.count, system=args.system,
                       batch_size=args.batch_size, build_dir=args.build_dir,
                       trust_checkpoint=args.trust_checkpoint, enable_trace=args.enable_trace,
-                      backend_options=backend_options(args.backend_option))
+                      backend_options=backend_options(args.backend_option), data=args.data, seq_len=args.seq_len,
+                      doc_stride=args.doc_stride, samples=args.samples, lengths=args.lengths, seed=args.seed,
+                      shape=args.shape)
 
 
 def command_perf(args: argparse.Namespace) -> None:
@@ -51,6 +56,10 @@ def command_perf(args: argparse.Namespace) -> None:
     reasons = f" (not satisfied: {', '.join(unmet)})" if unmet else ""
     if resolved.count is not None:
         reasons += f", NOT COMPLIANT (quick run, COUNT={resolved.count})"
+    if resolved.data == "synthetic":
+        reasons += ", SYNTHETIC DATA"
+    elif resolved.seq_len != MAX_SEQ_LENGTH or resolved.doc_stride != DOC_STRIDE:
+        reasons += f", NOT THE MLPERF SETTING (SEQ_LEN={resolved.seq_len}, DOC_STRIDE={resolved.doc_stride})"
     print(f"LoadGen result: {resolved.loadgen_result or 'unknown'}{reasons}; logs in {run_dir}")
     if resolved.count is not None and "Early stopping" in unmet:
         print("note: quick runs this small rarely satisfy LoadGen's early-stopping estimate; "
@@ -59,12 +68,14 @@ def command_perf(args: argparse.Namespace) -> None:
 
 def command_accuracy(args: argparse.Namespace) -> None:
     from accuracy.evaluate import evaluate_log, write_accuracy_txt
-    from qsl.cache import load_features
+    from harness.samples import load_samples
 
     run_dir, resolved = run(options_from(args), accuracy=True)
-    features = load_features(args.build_dir / "data" / "squad_features.npz")
+    source = sample_source(args)
+    features = load_samples(source, args.build_dir, log=lambda *_: None)
     result = evaluate_log(run_dir / "mlperf_log_accuracy.json", features,
-                          predictions_path=run_dir / "predictions.json")
+                          predictions_path=run_dir / "predictions.json",
+                          setting="" if source.is_mlperf else source.featurisation.describe())
     write_accuracy_txt(run_dir / "accuracy.txt", result)
     print(result.official_line())
     for line in result.verdict_lines():
@@ -87,11 +98,15 @@ def command_compliance(args: argparse.Namespace) -> int:
 
 
 def command_features(args: argparse.Namespace) -> None:
-    from qsl.cache import load_features
+    from harness.samples import load_samples
+    from qsl.cache import features_path
 
-    path = args.build_dir / "data" / "squad_features.npz"
-    features = load_features(path)
-    print(f"{path}: {len(features)} features, input_ids {features.input_ids.shape}")
+    source = sample_source(args)
+    features = load_samples(source, args.build_dir)
+    path = features_path(args.build_dir, source.featurisation)
+    what = f"{len(features)} generated samples, laid out as the features of {path}" \
+        if source.data == "synthetic" else f"{path}: {len(features)} features"
+    print(f"{what}, input_ids {features.input_ids.shape}")
 
 
 def command_download(args: argparse.Namespace) -> None:
@@ -133,6 +148,8 @@ def parser() -> argparse.ArgumentParser:
                                 ("download", command_download, "fetch the dev set and MLPerf model into build/")):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("--build-dir", type=Path, default=Path("build"))
+        if name == "features":
+            add_data_options(sub)
         sub.set_defaults(handler=handler)
     return result
 

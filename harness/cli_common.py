@@ -1,7 +1,9 @@
-"""What every command-line entry point shares: one clear line and exit code 2 for a user error."""
+"""What the command-line entry points share: one clear line and exit code 2 for a user error, and the options
+several of them take (DATA and its companions, SHAPE)."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -51,3 +53,30 @@ def missing_module_fix(name: str) -> str:
                 f"as a module: python -m {module}")
     return (f"Python module '{name}' is missing from {sys.executable}; run `make setup` (or, with PYTHON=..., "
             "install it there: LoadGen is `pip install mlcommons-loadgen` or a local wheel)")
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default=None,
+                        help="squad (the dev set, default) or synthetic (generated samples laid out like SQuAD "
+                             "features; performance only)")
+    parser.add_argument("--seq-len", default=None,
+                        help="tokens per sample, 32 to 512 (default 384, MLPerf's; other lengths are not the "
+                             "MLPerf setting; SQuAD needs 68 or more)")
+    parser.add_argument("--doc-stride", default=None, help="SQuAD window stride (default SEQ_LEN // 3: 128 at 384)")
+    parser.add_argument("--samples", default=None, help="DATA=synthetic: how many samples (default 10833)")
+    parser.add_argument("--lengths", default=None,
+                        help="DATA=synthetic: squad (SQuAD dev's length distribution, default) or full (all SEQ_LEN)")
+    parser.add_argument("--seed", default=None, help="DATA=synthetic: the generator's seed (default 0)")
+
+
+def sample_source(args: argparse.Namespace):
+    """DATA, SEQ_LEN, ... as given on the command line, checked (harness/samples.py)."""
+    from harness.samples import resolve_samples
+
+    return resolve_samples(args.data, args.seq_len, args.doc_stride, args.samples, args.lengths, args.seed)
+
+
+def add_shape_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--shape", default=None,
+                        help="a randomly initialised model of this shape instead of MODEL: bert-large, bert-base, "
+                             "distilbert (6 layers), tiny, or layers=L,hidden=H,heads=A[,intermediate=I]")

@@ -43,6 +43,13 @@ class RunOptions:
     trust_checkpoint: bool = False
     enable_trace: bool = False
     backend_options: dict[str, str] = field(default_factory=dict)
+    data: str | None = None  # squad (default) or synthetic: harness/samples.py
+    seq_len: str | None = None
+    doc_stride: str | None = None
+    samples: str | None = None
+    lengths: str | None = None
+    seed: str | None = None
+    shape: str | None = None  # a randomly initialised model of this shape (sut/models.py)
 
 
 @dataclass
@@ -62,8 +69,15 @@ class ResolvedRun:
     model_source: str
     model_is_random: bool
     backend_options: dict[str, str]
-    configuration: str  # the log folder that keeps it apart from runs of another precision, device or options
+    configuration: str  # the log folder that keeps it apart from runs of another precision, device, options or data
     input_data_type: str  # what the model was fed (measurements.json's input_data_types)
+    data: str  # squad or synthetic
+    seq_len: int
+    doc_stride: int | None  # SQuAD's window stride
+    samples: int | None  # generated samples: how many, their lengths and seed
+    lengths: str | None
+    seed: int | None
+    shape: str | None  # SHAPE= as given, for a random model of that shape
     compliant_settings: bool
     compliance_test: str  # "TEST01" for a compliance run, else ""
     command: str  # runnable as it stands, from `working_directory`
@@ -159,11 +173,12 @@ def create_backend(name: str, model, device: str, precision: str, features, buil
                                options=options, log=log)
 
 
-def configuration_name(precision: str, device: str, options: dict[str, str]) -> str:
-    """What keeps runs of one model and backend from replacing each other: precision, kind of device and
-    backend options (fp32-cpu, fp8-cuda+triton_attention=1). cuda:0 and cuda:1 are one kind of system."""
+def configuration_name(precision: str, device: str, options: dict[str, str], data_label: str = "") -> str:
+    """What keeps runs of one model and backend from replacing each other: precision, kind of device, data
+    other than MLPerf's, and backend options (fp32-cpu, fp16-cuda-synthetic-seq128, fp8-cuda+triton_attention=1).
+    cuda:0 and cuda:1 are one kind of system."""
     options_part = "".join(f"+{key}={value}" for key, value in sorted(options.items()))
-    name = f"{precision}-{device.partition(':')[0]}{options_part}"
+    name = f"{precision}-{device.partition(':')[0]}{data_label}{options_part}"
     return re.sub(r"[^A-Za-z0-9._=+-]+", "-", name)
 
 
@@ -202,11 +217,14 @@ def memory_hint(error: BaseException, system: SystemConfig, batch_size: int) -> 
             f"({batch_size}) in configs/systems/{system.name}.json, or give BATCH_SIZE=")
 
 
-def quick_run_note(count: int) -> str:
-    return ("\n" + "=" * 78 + "\n"
-            f"NOT COMPLIANT: quick run (COUNT={count}). LoadGen's minimum duration and sample count were\n"
-            "lowered for this run; it cannot be submitted. Run with COUNT=full for a compliant run.\n"
-            + "=" * 78 + "\n")
+def quick_run_lines(count: int) -> list[str]:
+    return [f"NOT COMPLIANT: quick run (COUNT={count}). LoadGen's minimum duration and sample count were",
+            "lowered for this run; it cannot be submitted. Run with COUNT=full for a compliant run."]
+
+
+def boxed(lines: list[str]) -> str:
+    """A notice the console and mlperf_log_summary.txt both show, set off so it cannot be missed."""
+    return "\n" + "=" * 78 + "\n" + "\n".join(lines) + "\n" + "=" * 78 + "\n"
 
 
 class RunLock:
@@ -305,9 +323,9 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
     """`audit_config` makes it a compliance run: LoadGen runs in the log folder, where that file is copied."""
     import mlperf_loadgen as lg
 
-    from qsl.cache import load_features
+    from harness.samples import load_samples, resolve_samples
     from qsl.loadgen_qsl import SquadQSL
-    from sut.models import load_model
+    from sut.models import load_model, parse_shape
     from sut.sut import SUT
 
     if audit_config is None and Path(AUDIT_CONFIG).exists():  # a compliance run runs LoadGen in its own folder
@@ -322,16 +340,28 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
     check_backend_settings(backend_name, precision, options.backend_options)
     count = resolve_count(options.count, system.default_count)
     batch_size = resolve_batch_size(options.batch_size, system.batch_size)
-    features = load_features(options.build_dir / "data" / "squad_features.npz", log=log)
+    source = resolve_samples(options.data, options.seq_len, options.doc_stride, options.samples, options.lengths,
+                             options.seed)
+    if accuracy and source.data == "synthetic":
+        raise HarnessError("make accuracy DATA=synthetic: generated samples have no answers to score; use the "
+                           "SQuAD dev set (DATA=squad, the default)")
+    shape = parse_shape(options.shape) if options.shape else None
+    features = load_samples(source, options.build_dir, log)
     model = load_model(options.model, options.build_dir, allow_random=not accuracy,
                        trust_checkpoint=options.trust_checkpoint, log=log,
-                       accept_onnx=backend_name in ONNX_BACKENDS)
+                       accept_onnx=backend_name in ONNX_BACKENDS, shape=shape)
+    positions = getattr(getattr(model.module, "config", None), "max_position_embeddings", features.seq_length)
+    if features.seq_length > positions:
+        raise HarnessError(f"SEQ_LEN={features.seq_length} is longer than {model.name} takes ({positions} positions)")
     resolved = ResolvedRun(
         scenario=scenario, mode="AccuracyOnly" if accuracy else "PerformanceOnly", backend=backend_name,
         device=device, precision=precision, system=system.name, count=count, batch_size=batch_size,
         max_tokens=system.max_tokens, model_name=model.name, model_source=model.source,
         model_is_random=model.is_random, backend_options=options.backend_options,
-        configuration=configuration_name(precision, device, options.backend_options), input_data_type="",
+        configuration=configuration_name(precision, device, options.backend_options, source.label),
+        input_data_type="", data=source.data, seq_len=source.featurisation.seq_length,
+        doc_stride=source.featurisation.doc_stride if source.data == "squad" else None, samples=source.samples,
+        lengths=source.lengths, seed=source.seed, shape=options.shape,
         compliant_settings=count is None, compliance_test=compliance_test,
         command=shlex.join([sys.executable, "-m", "harness", *sys.argv[1:]]), working_directory=os.getcwd())
     try:  # before any log folder: a failure leaves none
@@ -361,8 +391,9 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
         log_settings.log_output.outdir = str(work_dir)
         log_settings.log_output.copy_summary_to_stdout = False  # printed below, once the progress bar is closed
         log_settings.enable_trace = options.enable_trace
+        data = "" if source.is_mlperf else f", data {source.label.lstrip('-')}"
         log(f"bert-99 {scenario} {resolved.mode}: backend {backend_name}, {device}, {precision}, model "
-            f"{model.name}, system {system.name}, batch {batch_size}, "
+            f"{model.name}, system {system.name}, batch {batch_size}{data}, "
             f"{'COUNT=' + str(count) + ' (quick run, not compliant)' if count else 'full compliant settings'}")
         resolved.start_utc = utc_now()
         started = time.perf_counter()
@@ -388,15 +419,16 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
         resolved.loadgen_result = loadgen_result(summary)
         if not accuracy and summary.is_file():
             log(summary.read_text())
-        if count is not None and summary.is_file():
+        notes = [*source.notes(), *(quick_run_lines(count) if count is not None else [])]
+        if notes and summary.is_file():
             with open(summary, "a") as file:
-                file.write(quick_run_note(count))
+                file.write(boxed(notes))
         (work_dir / "run_info.json").write_text(json.dumps(asdict(resolved), indent=2) + "\n")
         log(f"LoadGen run took {time.perf_counter() - started:.1f} s")
         if model.is_random:
             log("reminder: random weights; these numbers say nothing about accuracy")
-        if count is not None:
-            log(quick_run_note(count))
+        if notes:
+            log(boxed(notes))
         shutil.rmtree(final_dir, ignore_errors=True)
         work_dir.rename(final_dir)
         return final_dir, resolved

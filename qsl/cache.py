@@ -20,15 +20,20 @@ from qsl.dataset import (
     read_examples,
     read_verified,
 )
-from qsl.features import DOC_STRIDE, MAX_QUERY_LENGTH, MAX_SEQ_LENGTH, SquadFeatures, featurize
+from qsl.features import MLPERF, Featurisation, SquadFeatures, featurize
 
 FORMAT_VERSION = 1
 
 
-def cache_key(dataset_sha256: str, vocab_sha256: str) -> str:
-    parameters = {"dataset": dataset_sha256, "vocab": vocab_sha256, "max_seq_length": MAX_SEQ_LENGTH,
-                  "doc_stride": DOC_STRIDE, "max_query_length": MAX_QUERY_LENGTH, "format": FORMAT_VERSION}
+def cache_key(dataset_sha256: str, vocab_sha256: str, featurisation: Featurisation = MLPERF) -> str:
+    parameters = {"dataset": dataset_sha256, "vocab": vocab_sha256, "max_seq_length": featurisation.seq_length,
+                  "doc_stride": featurisation.doc_stride, "max_query_length": featurisation.max_query_length,
+                  "format": FORMAT_VERSION}
     return hashlib.sha256(json.dumps(parameters, sort_keys=True).encode()).hexdigest()
+
+
+def features_path(build_dir: Path, featurisation: Featurisation = MLPERF) -> Path:
+    return build_dir / "data" / featurisation.cache_name
 
 
 def save_atomically(write: Callable[[str], object], path: Path) -> Path:
@@ -62,10 +67,10 @@ def _read_cache(path: Path, key: str) -> SquadFeatures | None:
 
 
 def load_features(cache_path: Path, dataset_path: Path = SHIPPED_DATASET,
-                  vocab_path: Path = SHIPPED_VOCAB, log=print) -> SquadFeatures:
+                  vocab_path: Path = SHIPPED_VOCAB, log=print, featurisation: Featurisation = MLPERF) -> SquadFeatures:
     """Cached features when the key matches, else featurise (a few seconds) and cache."""
     read_verified(vocab_path, VOCAB_SHA256, "BERT vocabulary")
-    key = cache_key(DATASET_SHA256, VOCAB_SHA256)
+    key = cache_key(DATASET_SHA256, VOCAB_SHA256, featurisation)
     if cache_path.is_file():
         features = _read_cache(cache_path, key)
         if features is not None:
@@ -74,9 +79,9 @@ def load_features(cache_path: Path, dataset_path: Path = SHIPPED_DATASET,
     examples = read_examples(load_dataset(dataset_path))
     from qsl.tokenizer import load_tokenizer
 
-    log(f"featurising {len(examples)} SQuAD questions (max_seq_length {MAX_SEQ_LENGTH}, "
-        f"doc_stride {DOC_STRIDE}, max_query_length {MAX_QUERY_LENGTH})")
-    features = featurize(examples, load_tokenizer(vocab_path))
+    log(f"featurising {len(examples)} SQuAD questions ({featurisation.describe()})")
+    features = featurize(examples, load_tokenizer(vocab_path), featurisation.seq_length, featurisation.doc_stride,
+                         featurisation.max_query_length)
     save_npz(cache_path, {**features.as_arrays(), "cache_key": np.array(key)})
     log(f"wrote {len(features)} features to {cache_path}")
     return features

@@ -20,23 +20,51 @@ MAX_QUERY_LENGTH = 64
 CLS_ID, SEP_ID = 101, 102
 
 
-@dataclass
-class SquadFeatures:
-    """Model inputs plus what post-processing needs, one row per feature.
+@dataclass(frozen=True)
+class Featurisation:
+    """The reference's windowing parameters; MLPerf's are the defaults, any other is not the bert-99 setting."""
 
-    `token_to_orig[f, p]` is the paragraph word index of position p (-1 outside the document part);
-    `max_context[f, p]` marks positions whose best context is this feature's window.
+    seq_length: int = MAX_SEQ_LENGTH
+    doc_stride: int = DOC_STRIDE
+    max_query_length: int = MAX_QUERY_LENGTH
+
+    @property
+    def is_mlperf(self) -> bool:
+        return self == Featurisation()
+
+    @property
+    def cache_name(self) -> str:
+        """The features cache's file name under build/data (MLPerf's keeps the name it always had)."""
+        if self.is_mlperf:
+            return "squad_features.npz"
+        return f"squad_features-seq{self.seq_length}-stride{self.doc_stride}-query{self.max_query_length}.npz"
+
+    def describe(self) -> str:
+        return (f"max_seq_length {self.seq_length}, doc_stride {self.doc_stride}, "
+                f"max_query_length {self.max_query_length}")
+
+
+MLPERF = Featurisation()
+
+
+@dataclass
+class ModelInputs:
+    """What the SUT and every backend read of a sample set: three int32 [N, seq_length] arrays.
+
+    SQuAD features (below) and generated samples (qsl/synthetic.py) are both this.
     """
 
-    input_ids: np.ndarray  # int32 [N, 384]
-    input_mask: np.ndarray  # int32 [N, 384]
-    segment_ids: np.ndarray  # int32 [N, 384]
-    token_to_orig: np.ndarray  # int32 [N, 384]
-    max_context: np.ndarray  # bool [N, 384]
-    example_index: np.ndarray  # int32 [N]
+    input_ids: np.ndarray  # int32 [N, seq_length]
+    input_mask: np.ndarray  # int32 [N, seq_length]
+    segment_ids: np.ndarray  # int32 [N, seq_length]
 
     def __len__(self) -> int:
         return len(self.input_ids)
+
+    @property
+    def seq_length(self) -> int:
+        """Positions per sample (384 for MLPerf): the length of every answer the SUT gives LoadGen."""
+        return self.input_ids.shape[1]
 
     @cached_property
     def lengths(self) -> np.ndarray:
@@ -46,6 +74,19 @@ class SquadFeatures:
     def model_inputs(self, rows: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """input_ids, input_mask, segment_ids of `rows`, cut to their first `length` positions."""
         return self.input_ids[rows, :length], self.input_mask[rows, :length], self.segment_ids[rows, :length]
+
+
+@dataclass
+class SquadFeatures(ModelInputs):
+    """Model inputs plus what post-processing needs, one row per feature.
+
+    `token_to_orig[f, p]` is the paragraph word index of position p (-1 outside the document part);
+    `max_context[f, p]` marks positions whose best context is this feature's window.
+    """
+
+    token_to_orig: np.ndarray  # int32 [N, seq_length]
+    max_context: np.ndarray  # bool [N, seq_length]
+    example_index: np.ndarray  # int32 [N]
 
     def as_arrays(self) -> dict[str, np.ndarray]:
         return {field.name: getattr(self, field.name) for field in fields(self)}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.settings import SCENARIOS
+from qsl.features import DOC_STRIDE, MAX_SEQ_LENGTH
 
 TEST = "TEST01"  # the compliance test bert-99 requires (make compliance)
 VERIFY_FILES = ("verify_accuracy.txt", "verify_performance.txt")
@@ -29,7 +30,7 @@ class ScenarioRuns:
     test01_problem: str = ""  # why a TEST01 that is there was left out
 
 
-REQUIRED_INFO = ("configuration", "input_data_type")  # written since the runs were kept apart by configuration
+REQUIRED_INFO = ("configuration", "input_data_type", "data", "seq_len", "doc_stride")  # older runs lack them
 
 
 def _read_info(run_dir: Path) -> dict | None:
@@ -135,12 +136,19 @@ def find_runs(build_dir: Path, model: str | None = None, backend: str | None = N
     """
     logs = build_dir / "logs"
     candidates: dict[tuple[str, str, str], str] = {}  # (model, backend, configuration) -> newest end time
+    other_data = False  # runs on generated data or another featurisation: never part of a submission
     for info_path in logs.glob("*/*/*/*/*/**/run_info.json"):
         info = _read_info(info_path.parent)
-        if (model is None or info["model_name"] == model) and (backend is None or info["backend"] == backend) \
+        if (info["data"], info["seq_len"], info["doc_stride"]) != ("squad", MAX_SEQ_LENGTH, DOC_STRIDE):
+            other_data = True
+        elif (model is None or info["model_name"] == model) and (backend is None or info["backend"] == backend) \
                 and (precision is None or info["precision"] == precision):
             key = (info["model_name"], info["backend"], info["configuration"])
             candidates[key] = max(candidates.get(key, ""), info.get("end_utc", ""))
+    if not candidates and other_data and not (model or backend or precision):
+        raise HarnessError(f"the runs under {logs} are on generated data (DATA=synthetic) or SQuAD at another "
+                           "SEQ_LEN or DOC_STRIDE, not the MLPerf setting, which a submission cannot hold; run "
+                           "`make perf` and `make accuracy` without DATA, SEQ_LEN and DOC_STRIDE")
     if not candidates:
         wanted = " ".join(f"{name}={value}" for name, value in (("MODEL", model), ("BACKEND", backend),
                                                                 ("PRECISION", precision)) if value)

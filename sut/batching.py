@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qsl.features import MAX_SEQ_LENGTH, SquadFeatures
+from qsl.features import ModelInputs
 
 PAD_MULTIPLE = 8  # batches are padded to a multiple of this many tokens
 
@@ -33,8 +33,8 @@ def padded_length(longest: int, multiple: int, limit: int) -> int:
     return min(limit, -(-longest // multiple) * multiple)
 
 
-def batch_inputs(features: SquadFeatures, rows: np.ndarray, pad_multiple: int = PAD_MULTIPLE
+def batch_inputs(features: ModelInputs, rows: np.ndarray, pad_multiple: int = PAD_MULTIPLE
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A batch as a backend receives it: padded only to its longest sample, rounded up to `pad_multiple`."""
-    length = padded_length(int(features.lengths[rows].max()), pad_multiple, MAX_SEQ_LENGTH)
+    length = padded_length(int(features.lengths[rows].max()), pad_multiple, features.seq_length)
     return features.model_inputs(rows, length)

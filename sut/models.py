@@ -16,19 +16,71 @@ HF_WEIGHT_NAMES = ("model.safetensors", "pytorch_model.bin")
 # Buffers older transformers saved with the weights; harmless when absent or extra.
 BENIGN_KEYS = re.compile(r"(^|\.)(position_ids|token_type_ids)$")
 
-_BANNER_LINES = (
-    "NO MODEL GIVEN: using a RANDOMLY INITIALISED BERT-Large.",
-    "Results are for PERFORMANCE ONLY; accuracy is meaningless.",
-    "Real model: `make download` (MLPerf model.pytorch) or MODEL=<path>.",
-)
-RANDOM_BANNER = "\n".join(["", "#" * 78, *(f"#  {line:<74}#" for line in _BANNER_LINES), "#" * 78, ""])
+
+
+def banner(*lines: str) -> str:
+    return "\n".join(["", "#" * 78, *(f"#  {line:<74}#" for line in lines), "#" * 78, ""])
+
+
+RANDOM_BANNER = banner("NO MODEL GIVEN: using a RANDOMLY INITIALISED BERT-Large.",
+                       "Results are for PERFORMANCE ONLY; accuracy is meaningless.",
+                       "Real model: `make download` (MLPerf model.pytorch) or MODEL=<path>.")
+
+
+@dataclass(frozen=True)
+class BertShape:
+    """A BERT encoder's size, for randomly initialised models (SHAPE=)."""
+
+    name: str
+    layers: int
+    hidden: int
+    heads: int
+    intermediate: int
+
+    @property
+    def spec(self) -> str:
+        return f"layers={self.layers},hidden={self.hidden},heads={self.heads},intermediate={self.intermediate}"
+
+
+SHAPES = {shape.name: shape for shape in (
+    BertShape("bert-large", 24, 1024, 16, 4096),
+    BertShape("bert-base", 12, 768, 12, 3072),
+    BertShape("distilbert", 6, 768, 12, 3072),  # DistilBERT's depth and width, as a BERT
+    BertShape("tiny", 2, 128, 2, 512),
+)}
+SHAPE_KEYS = ("layers", "hidden", "heads", "intermediate")
+
+
+def parse_shape(text: str) -> BertShape:
+    """SHAPE=: a name (bert-large, bert-base, distilbert, tiny) or layers=L,hidden=H,heads=A[,intermediate=I]."""
+    if text in SHAPES:
+        return SHAPES[text]
+    usage = (f"SHAPE={text} is not a shape: give one of {', '.join(SHAPES)}, or "
+             "layers=L,hidden=H,heads=A[,intermediate=I] (intermediate defaults to 4 x hidden)")
+    values: dict[str, int] = {}
+    for part in text.split(","):
+        key, separator, value = part.strip().partition("=")
+        if not separator or key not in SHAPE_KEYS or key in values:
+            raise HarnessError(usage)
+        if not value.isdigit() or int(value) < 1:
+            raise HarnessError(f"SHAPE={text}: {key} must be a whole number of at least 1, not {value!r}")
+        values[key] = int(value)
+    missing = [key for key in SHAPE_KEYS[:3] if key not in values]
+    if missing:
+        raise HarnessError(f"SHAPE={text} lacks {', '.join(missing)}; {usage}")
+    if values["hidden"] % values["heads"]:
+        raise HarnessError(f"SHAPE={text}: hidden ({values['hidden']}) must divide into heads ({values['heads']}) "
+                           "equal parts")
+    intermediate = values.get("intermediate", 4 * values["hidden"])
+    name = f"bert-l{values['layers']}-h{values['hidden']}-a{values['heads']}-i{intermediate}"
+    return BertShape(name, values["layers"], values["hidden"], values["heads"], intermediate)
 
 
 @dataclass
 class LoadedModel:
     module: object  # transformers BertForQuestionAnswering, fp32, on CPU, eval mode
     name: str  # short name used in log paths
-    source: str  # the file or directory it came from, or "random"
+    source: str  # the file or directory it came from, or "random:<shape>"
     is_random: bool
     onnx_path: Path | None = None  # set, with module None, when MODEL is an .onnx file
 
@@ -48,14 +100,17 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "model"
 
 
-def random_bert_large(seed: int = 0) -> LoadedModel:
-    """BERT-Large with N(0, 0.02) weights; filled directly, three times faster than transformers' init."""
+def random_bert(shape: BertShape = SHAPES["bert-large"], seed: int = 0) -> LoadedModel:
+    """A BERT of this shape with N(0, 0.02) weights; filled directly, three times faster than transformers' init."""
     import torch
     from transformers import BertForQuestionAnswering
     from transformers.initialization import no_init_weights
 
+    config = _bert_config(BERT_LARGE_CONFIG)
+    config.num_hidden_layers, config.hidden_size = shape.layers, shape.hidden
+    config.num_attention_heads, config.intermediate_size = shape.heads, shape.intermediate
     with no_init_weights():
-        module = BertForQuestionAnswering(_bert_config(BERT_LARGE_CONFIG))
+        module = BertForQuestionAnswering(config)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, parameter in module.named_parameters():
@@ -65,7 +120,8 @@ def random_bert_large(seed: int = 0) -> LoadedModel:
                 parameter.fill_(1.0)
             else:
                 parameter.zero_()
-    return LoadedModel(module.eval(), "bert-large-random", "random", is_random=True)
+    # The source names the shape: caches keyed on it (the ONNX export) never mix two shapes.
+    return LoadedModel(module.eval(), f"{shape.name}-random", f"random:{shape.spec}", is_random=True)
 
 
 def _load_state_dict(path: Path, trust_checkpoint: bool) -> dict:
@@ -152,8 +208,19 @@ def load_hf_directory(path: Path, log=print) -> LoadedModel:
 
 
 def load_model(model: str | None, build_dir: Path, allow_random: bool, trust_checkpoint: bool = False,
-               log=print, accept_onnx: bool = False) -> LoadedModel:
-    """MODEL as given, else the downloaded MLPerf model, else (only if allowed) random BERT-Large."""
+               log=print, accept_onnx: bool = False, shape: BertShape | None = None) -> LoadedModel:
+    """MODEL as given, a random model of SHAPE, else the downloaded MLPerf model, else random BERT-Large if allowed."""
+    if shape is not None:
+        if model:
+            raise HarnessError(f"give MODEL= or SHAPE=, not both: SHAPE={shape.name} makes a randomly initialised "
+                               "model, MODEL= loads one")
+        if not allow_random:
+            raise HarnessError(f"SHAPE={shape.name} gives random weights, which an accuracy run refuses; "
+                               "give MODEL=<a trained model> instead")
+        log(banner(f"SHAPE={shape.name}: a RANDOMLY INITIALISED BERT, {shape.layers} layers,",
+                   f"hidden {shape.hidden}, {shape.heads} heads, intermediate {shape.intermediate}.",
+                   "Results are for PERFORMANCE ONLY; accuracy is meaningless."))
+        return random_bert(shape)
     if not model:
         path = default_model_path(build_dir)
         if path.is_file():
@@ -162,7 +229,7 @@ def load_model(model: str | None, build_dir: Path, allow_random: bool, trust_che
             raise HarnessError(f"no model: {path} does not exist and accuracy needs real weights; "
                                "run `make download` or pass MODEL=<model.pytorch or Hugging Face directory>")
         log(RANDOM_BANNER)
-        return random_bert_large()
+        return random_bert()
     path = Path(model).expanduser()
     if path.is_dir():
         if (path / "config.json").is_file():

@@ -129,6 +129,14 @@ def is_quantised(path: Path) -> bool:
     return any(node.op_type in QUANTISED_OPS for node in graph.node)
 
 
+def check_sequence_axis(path: Path, fixed_length: int | None, seq_length: int) -> None:
+    """A model with a static sequence axis (the reference model.onnx: 384) takes samples no longer than it."""
+    if fixed_length and seq_length > fixed_length:
+        raise HarnessError(f"{path.name} takes {fixed_length} tokens per sample (a static axis), and these samples "
+                           f"are {seq_length} long: give SEQ_LEN={fixed_length} or less, or MODEL=<model.pytorch or "
+                           "a Hugging Face directory>, which is exported with a dynamic axis")
+
+
 def named_inputs(input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray,
                  fixed_length: int | None) -> dict[str, np.ndarray]:
     """Our inputs by our name; models with a static sequence axis (the reference model.onnx: 384) get

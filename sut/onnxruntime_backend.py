@@ -20,6 +20,7 @@ from qsl.cache import save_atomically
 from sut.backend import parse_options
 from sut.models import LoadedModel
 from sut.onnx_model import (
+    check_sequence_axis,
     export_onnx,
     file_stamp,
     find_interface,
@@ -142,6 +143,7 @@ class OnnxRuntimeBackend:
         self.input_data_type = np.dtype(self.interface.inputs["input_ids"][1]).name  # as the model declares
         length = self.session.get_inputs()[0].shape[1]
         self.fixed_length = length if isinstance(length, int) else None  # the reference model.onnx is 384 wide
+        check_sequence_axis(path, self.fixed_length, calibration.seq_length if calibration is not None else 0)
         log(f"ONNX Runtime {onnxruntime.__version__}: {path.name} on {', '.join(self.session.get_providers())}")
 
     def predict(self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray) -> np.ndarray:

@@ -106,6 +106,7 @@ class PackedBert(nn.Module):
             PackedLayer(hidden, config.num_attention_heads, config.intermediate_size, eps)
             for _ in range(config.num_hidden_layers))
         self.qa_outputs = nn.Linear(hidden, 2)
+        self.max_length = MAX_SEQ_LENGTH  # longest sequence it is given (samples and padding's dummies alike)
 
     @classmethod
     def from_huggingface(cls, model) -> PackedBert:
@@ -140,7 +141,7 @@ class PackedBert(nn.Module):
         """One flat int32 row as the packer lays it out: token ids, segment ids, positions (`tokens` each),
         then cu_seqlens. The constant max length keeps compiled layers from recompiling."""
         return self(flat[:tokens], flat[tokens:2 * tokens], flat[2 * tokens:3 * tokens], flat[3 * tokens:],
-                    MAX_SEQ_LENGTH)
+                    self.max_length)
 
     def forward(self, token_ids: torch.Tensor, segment_ids: torch.Tensor, position_ids: torch.Tensor,
                 cu_seqlens: torch.Tensor, max_length: int) -> torch.Tensor:

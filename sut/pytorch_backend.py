@@ -52,9 +52,9 @@ class PackedBatch:
     graphed: bool = False  # laid out for a captured CUDA graph (sut/cuda_graphs.py)
 
 
-def pack(input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray, graph_buckets: bool = False
-         ) -> PackedBatch:
-    """Real tokens only, in one flat row; padding up to the token count is dummy sequences of <= 384 tokens.
+def pack(input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray, graph_buckets: bool = False,
+         max_length: int = MAX_SEQ_LENGTH) -> PackedBatch:
+    """Real tokens only, in one flat row; padding up to the token count is dummy sequences of <= max_length tokens.
 
     With `graph_buckets`, a small batch is padded to its CUDA graph bucket and cu_seqlens to the graphs'
     fixed length (zero-length sequences at the end).
@@ -62,7 +62,7 @@ def pack(input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray,
     mask = input_mask.astype(bool)
     lengths = mask.sum(axis=1)
     real_tokens = int(lengths.sum())
-    shape = graph_shape(real_tokens, len(lengths)) if graph_buckets else None
+    shape = graph_shape(real_tokens, len(lengths), max_length) if graph_buckets else None
     if shape is None:
         tokens = -(-real_tokens // TOKEN_MULTIPLE) * TOKEN_MULTIPLE
         boundaries = len(lengths) + 1 + (tokens > real_tokens)
@@ -75,7 +75,7 @@ def pack(input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray,
     flat[2 * tokens:2 * tokens + real_tokens] = positions[mask]
     cu_seqlens = flat[3 * tokens:]
     cu_seqlens[1:len(lengths) + 1] = np.cumsum(lengths)
-    padding_ends = real_tokens + MAX_SEQ_LENGTH * np.arange(1, boundaries - len(lengths))
+    padding_ends = real_tokens + max_length * np.arange(1, boundaries - len(lengths))
     cu_seqlens[len(lengths) + 1:] = np.minimum(padding_ends, tokens)
     return PackedBatch(flat, tokens, real_tokens, mask, shape is not None)
 
@@ -113,6 +113,7 @@ class PackedBackend:
             torch.cuda.set_device(self.device)  # events, graph capture and replay use the current device's stream
         dtype = CPU_FP8_DTYPE if precision == "fp8" and self.device.type == "cpu" else DTYPES[precision]
         self.encoder = PackedBert.from_huggingface(model.module).to(device=self.device, dtype=dtype)
+        self.encoder.max_length = calibration.seq_length if calibration is not None else MAX_SEQ_LENGTH
         self.calibration = calibration
         # Two pinned slots for inputs and two for logits: while one batch runs, the next one is packed.
         self._inputs = [torch.empty(0, dtype=torch.int32), torch.empty(0, dtype=torch.int32)]
@@ -187,7 +188,7 @@ class PackedBackend:
     def _calibration_batches(self, description: str, batch_size: int = 50) -> Iterator[np.ndarray]:
         """MLPerf's calibration features: fp8 scales come from these, and warm-up runs them."""
         features = self.calibration
-        indices = calibration_indices(len(features))
+        indices = calibration_indices(features)
         with tqdm(total=len(indices), unit="sample", desc=description) as bar:
             for start in range(0, len(indices), batch_size):
                 rows = indices[start:start + batch_size]
@@ -208,7 +209,10 @@ class PackedBackend:
         On CUDA nothing here waits for the GPU, so the SUT packs the next batch while this one runs.
         At most two batches may be outstanding: the SUT finishes one before submitting a third.
         """
-        batch = pack(input_ids, input_mask, segment_ids, graph_buckets=self.graphs is not None)
+        if input_ids.shape[1] > self.encoder.max_length:
+            raise ValueError(f"a batch {input_ids.shape[1]} tokens wide; this backend was built for samples of at "
+                             f"most {self.encoder.max_length} (its calibration features)")
+        batch = pack(input_ids, input_mask, segment_ids, self.graphs is not None, self.encoder.max_length)
         cuda = self.device.type == "cuda"
         if cuda:
             staging = self._pinned(self._inputs, batch.flat.size, torch.int32)

@@ -15,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from accuracy.loadgen_log import PAD_LOGIT
-from qsl.features import MAX_SEQ_LENGTH, SquadFeatures
+from qsl.features import ModelInputs
 from sut.backend import Backend
 from sut.batching import PAD_MULTIPLE, batch_inputs, plan_batches
 
@@ -23,7 +23,7 @@ PROGRESS_MIN_SAMPLES = 1000  # a query this large (Offline) gets a progress bar
 
 
 class SUT:
-    def __init__(self, backend: Backend, features: SquadFeatures, max_batch_size: int,
+    def __init__(self, backend: Backend, features: ModelInputs, max_batch_size: int,
                  max_tokens: int | None = None, pad_multiple: int = PAD_MULTIPLE):
         self.backend = backend
         self.features = features
@@ -109,7 +109,7 @@ class SUT:
             return None
 
     def _complete(self, response_ids: list[int], finish: Callable[[], np.ndarray] | None) -> int:
-        logits = np.full((len(response_ids), MAX_SEQ_LENGTH, 2), PAD_LOGIT, np.float32)
+        logits = np.full((len(response_ids), self.features.seq_length, 2), PAD_LOGIT, np.float32)
         if finish is not None and self.error is None:
             try:
                 computed = finish()

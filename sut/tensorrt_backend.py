@@ -22,6 +22,7 @@ from qsl.features import MAX_SEQ_LENGTH
 from sut.backend import parse_options
 from sut.models import LoadedModel
 from sut.onnx_model import (
+    check_sequence_axis,
     export_onnx,
     file_stamp,
     find_interface,
@@ -70,6 +71,8 @@ class TensorRTBackend:
                                f"quantisation), and {onnx_path.name} has none; give MODEL=<quantised .onnx>, "
                                "e.g. the reference bert_large_v1_1_fake_quant.onnx")
         self.fixed_length = fixed_sequence_length(onnx_path)
+        self.seq_length = calibration.seq_length if calibration is not None else MAX_SEQ_LENGTH  # the profile's top
+        check_sequence_axis(onnx_path, self.fixed_length, self.seq_length)
         logger = trt.Logger(trt.Logger.WARNING)
         engine_bytes = self._engine(onnx_path, precision, settings.get("workspace_gb", 8), cache_dir / "tensorrt",
                                     logger, log)
@@ -87,8 +90,8 @@ class TensorRTBackend:
     def _engine(self, onnx_path: Path, precision: str, workspace_gb: int, cache_dir: Path, logger, log) -> bytes:
         trt = self.trt
         gpu = torch.cuda.get_device_name(self.device)
-        key = hashlib.sha256(f"{file_stamp(onnx_path)}|{gpu}|{trt.__version__}|{precision}|{self.max_batch}"
-                             .encode()).hexdigest()[:16]
+        key = hashlib.sha256(f"{file_stamp(onnx_path)}|{gpu}|{trt.__version__}|{precision}|{self.max_batch}|"
+                             f"{self.seq_length}".encode()).hexdigest()[:16]
         engine_path = cache_dir / f"{onnx_path.stem}-{precision}-{key}.engine"
         if engine_path.is_file():
             log(f"TensorRT engine cached: {engine_path}")
@@ -110,7 +113,8 @@ class TensorRTBackend:
         profile = builder.create_optimization_profile()
         for index in range(network.num_inputs):
             fixed = network.get_input(index).shape[1]  # -1 when dynamic; 384 in the reference model.onnx
-            lengths = (1, TYPICAL_LENGTH, MAX_SEQ_LENGTH) if fixed < 0 else (fixed, fixed, fixed)
+            top = self.seq_length
+            lengths = (1, min(TYPICAL_LENGTH, top), top) if fixed < 0 else (fixed, fixed, fixed)
             profile.set_shape(network.get_input(index).name, (1, lengths[0]),
                               (self.max_batch, lengths[1]), (self.max_batch, lengths[2]))
         config.add_optimization_profile(profile)

@@ -15,7 +15,7 @@ from harness.errors import HarnessError
 from qsl.features import MAX_SEQ_LENGTH
 from sut import pytorch_backend
 from sut.batching import batch_inputs
-from sut.cuda_graphs import GRAPH_FAMILIES, graph_shape
+from sut.cuda_graphs import graph_families, graph_shape
 from sut.fp8 import FP8, Fp8AddNorm, Fp8GeluLinear, fp8_kernels_supported, fp8_supported, quantise
 from sut.huggingface_backend import HuggingFaceBackend
 from sut.models import load_model
@@ -65,7 +65,7 @@ def test_graph_bucket_layout_gives_the_same_logits(tiny_model, features, rows):
     assert cu_seqlens[-1] == bucketed.tokens
     padding = np.diff(cu_seqlens[len(rows):])
     assert (padding >= 0).all() and (padding <= MAX_SEQ_LENGTH).all() and padding.sum() > 0
-    too_many = np.arange(GRAPH_FAMILIES[-1].sequences + 1)
+    too_many = np.arange(graph_families()[-1].sequences + 1)
     assert not pack(*batch_inputs(features, too_many), graph_buckets=True).graphed
 
     def logits(batch):
@@ -73,6 +73,25 @@ def test_graph_bucket_layout_gives_the_same_logits(tiny_model, features, rows):
             return encoder.forward_flat(torch.from_numpy(batch.flat), batch.tokens)[:batch.real_tokens].numpy()
 
     np.testing.assert_allclose(logits(bucketed), logits(plain), atol=1e-5, rtol=0)
+
+
+def test_graph_buckets_of_shorter_samples_keep_every_sequence_within_their_length(tiny_model, features):
+    """At SEQ_LEN=128 the padding's dummy sequences are at most 128 tokens, as attention's max length says."""
+    from qsl.features import SquadFeatures
+
+    short = SquadFeatures(**{name: array[:, :128] if array.ndim == 2 else array
+                             for name, array in features.as_arrays().items()})
+    encoder = PackedBackend(tiny_model, "cpu", "fp32", calibration=short).encoder
+    assert encoder.max_length == 128
+    inputs = batch_inputs(short, np.array(MIXED_ROWS[:8]))
+    plain, bucketed = pack(*inputs, max_length=128), pack(*inputs, graph_buckets=True, max_length=128)
+    cu_seqlens = bucketed.flat[3 * bucketed.tokens:]
+    assert (bucketed.tokens, len(cu_seqlens)) == graph_shape(bucketed.real_tokens, 8, 128)
+    assert (np.diff(cu_seqlens) <= 128).all() and cu_seqlens[-1] == bucketed.tokens
+    with torch.inference_mode():
+        logits = [encoder.forward_flat(torch.from_numpy(batch.flat), batch.tokens)[:batch.real_tokens].numpy()
+                  for batch in (plain, bucketed)]
+    np.testing.assert_allclose(logits[1], logits[0], atol=1e-5, rtol=0)
 
 
 def reference_attention_from_qkv(qkv, cu_seqlens, max_length, heads):

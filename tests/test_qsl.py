@@ -13,11 +13,12 @@ import pytest
 from harness.errors import HarnessError
 from qsl.cache import load_features
 from qsl.dataset import SHIPPED_DATASET, load_dataset, split_whitespace
-from qsl.features import doc_spans, max_context_flags
+from qsl.features import SquadFeatures, doc_spans, max_context_flags
 from tests.conftest import cli_environment
 
-# sha256 of the int32 arrays produced by a line-by-line transcription of the reference's
-# create_squad_data.py (BertTokenizer on every word), checked against this implementation.
+# sha256 of the int32 arrays the reference's own create_squad_data.convert_examples_to_features produces
+# (mlcommons/inference b66003e1, with transformers' BertTokenizer, run 2026-11-29; first found with a
+# transcription of it): 10,833 features, bit-identical to ours.
 REFERENCE_SHA256 = {
     "input_ids": "b75291371c078f3114d60dfd077a761037b5869761c0414a49cdc7e8b051605c",
     "input_mask": "9634bbdf85592ffd5aab26166a5ec089638e9641bd30cb4e3116faaecd394cee",
@@ -115,14 +116,19 @@ def test_loadgen_qsl_counts(features):
         SquadQSL(features, 20000)
 
 
-def test_calibration_set_is_mlperfs_list_of_dev_features():
+def test_calibration_set_is_mlperfs_list_of_dev_features(features):
     from qsl.calibration import calibration_indices
+    from qsl.features import ModelInputs
 
-    indices = calibration_indices(10833)
+    indices = calibration_indices(features)
     assert len(set(indices.tolist())) == len(indices) == 100
     assert indices[:3].tolist() == [4547, 9556, 2033] and indices.max() < 10833
     with pytest.raises(HarnessError, match="full dev set"):
-        calibration_indices(5000)
+        calibration_indices(SquadFeatures(**{name: array[:5000] for name, array in features.as_arrays().items()}))
+    generated = ModelInputs(features.input_ids[:250, :128], features.input_mask[:250, :128],
+                            features.segment_ids[:250, :128])  # no MLPerf list: 100 of its own, spread evenly
+    spread = calibration_indices(generated)
+    assert len(spread) == 100 and spread[0] == 0 and spread[-1] == 249
 
 
 def test_caches_written_at_once_by_several_jobs_stay_whole(tmp_path):
