@@ -12,6 +12,7 @@ PRECISION  ?=
 COUNT      ?=
 SYSTEM     ?=
 BATCH_SIZE ?=
+MAX_TOKENS ?=
 BACKEND_OPTIONS ?=
 BUILD      ?= build
 TORCH_SPEC ?= torch==2.13.0
@@ -42,17 +43,18 @@ RUN_ARGS = $(DATA_ARGS) $(if $(SHAPE),--shape "$(SHAPE)") --scenario $(SCENARIO)
 	$(if $(MODEL),--model "$(MODEL)") $(if $(DEVICE),--device $(DEVICE)) \
 	$(if $(PRECISION),--precision $(PRECISION)) $(if $(COUNT),--count $(COUNT)) \
 	$(if $(SYSTEM),--system $(SYSTEM)) $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) \
+	$(if $(MAX_TOKENS),--max-tokens $(MAX_TOKENS)) \
 	$(if $(TRUST_CHECKPOINT),--trust-checkpoint) $(if $(TRACE),--enable-trace) \
 	$(foreach option,$(BACKEND_OPTIONS),--backend-option $(option))
 
-.PHONY: help all setup features perf accuracy compliance submission download bench profile test test-fast mutation lint clean distclean
+.PHONY: help all setup features perf accuracy compliance submission download sweep bench profile test test-fast mutation lint clean distclean
 
 help:
-	@echo "Targets: all setup features perf accuracy compliance submission download bench profile test test-fast"
-	@echo "         mutation lint clean distclean"
+	@echo "Targets: all setup features perf accuracy compliance submission download sweep bench profile test"
+	@echo "         test-fast mutation lint clean distclean"
 	@echo "One command to a submission: make all (accuracy + perf [+ compliance if SHORT=0] per scenario, then"
 	@echo "           submission; SCENARIOS=\"Offline Server\", default: what configs/submission.json's system_type needs)"
-	@echo "Variables: SCENARIO=$(SCENARIO) BACKEND=$(BACKEND) MODEL= DEVICE= PRECISION= COUNT= SYSTEM= BATCH_SIZE="
+	@echo "Variables: SCENARIO=$(SCENARIO) BACKEND=$(BACKEND) MODEL= DEVICE= PRECISION= COUNT= SYSTEM= BATCH_SIZE= MAX_TOKENS="
 	@echo "           BACKEND_OPTIONS=\"key=value ...\" (backend settings, e.g. optimize=0 or providers=tensorrt)"
 	@echo "           BUILD=$(BUILD) PYTHON= TORCH_SPEC=$(TORCH_SPEC) TRUST_CHECKPOINT=1 TRACE=1"
 	@echo "Other data and models (not the MLPerf setting): DATA=squad|synthetic SEQ_LEN=32..512 DOC_STRIDE="
@@ -60,6 +62,8 @@ help:
 	@echo "Compliance: make compliance SCENARIO=... (TEST01; AUDIT_CONFIG=<the round's audit.config> BACKEND= PRECISION=)"
 	@echo "Submission: SHORT=$(SHORT) LAYOUT=$(LAYOUT) CHECKER=<mlcommons/inference checkout> SUBMITTER= BACKEND= PRECISION="
 	@echo "Benchmarks: make bench, make profile (tables in $(BUILD)/bench/; UPDATE_DOCS=1 also into docs/benchmarks.md)"
+	@echo "Sweeps: make sweep BATCH_SIZES=\"1 4 16\" MAX_TOKENS=\"none 4096\" PRECISIONS= BACKENDS= MODE=direct|loadgen"
+	@echo "           NAME= OPTIMAL=1 OPTIMAL_FILE= (rows, plots and the optimal system file in $(BUILD)/sweeps/<name>/)"
 	@echo "Details: README.md, or $(PYTHON) -m harness perf --help"
 
 # From nothing to a packaged submission: per scenario an accuracy run (first: it is short, and refuses a missing
@@ -115,6 +119,17 @@ submission: $(ENV)
 
 download: $(ENV)
 	$(PYTHON) -m harness download --build-dir "$(BUILD)"
+
+# A grid of batch sizes x token budgets x precisions x backends (benchmarks/sweep.py); lists in quotes.
+sweep: $(ENV)
+	$(PYTHON) -m benchmarks.sweep --build-dir "$(BUILD)" $(DATA_ARGS) $(if $(SHAPE),--shape "$(SHAPE)") \
+		$(if $(MODEL),--model "$(MODEL)") $(if $(DEVICE),--device $(DEVICE)) $(if $(SYSTEM),--system $(SYSTEM)) \
+		$(if $(COUNT),--count $(COUNT)) $(if $(MODE),--mode $(MODE)) $(if $(NAME),--name "$(NAME)") \
+		$(if $(filter command line environment,$(origin BATCH_SIZES)),--batch-sizes $(BATCH_SIZES)) \
+		$(if $(filter command line environment,$(origin PRECISIONS)),--precisions $(PRECISIONS)) \
+		$(if $(filter command line environment,$(origin BACKENDS)),--backends $(BACKENDS)) \
+		$(if $(filter command line environment,$(origin MAX_TOKENS)),--max-tokens $(MAX_TOKENS)) \
+		$(if $(filter 1,$(OPTIMAL)),--optimal) $(if $(OPTIMAL_FILE),--optimal-file "$(OPTIMAL_FILE)")
 
 bench: $(ENV)
 	$(PYTHON) -m benchmarks.bench --build-dir "$(BUILD)" $(if $(MODEL),--model "$(MODEL)") $(if $(filter 1,$(UPDATE_DOCS)),--update-docs)

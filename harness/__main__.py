@@ -28,6 +28,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--system", default=None,
                         help=f"settings file in configs/systems: {', '.join(known_systems())} (default: detected)")
     parser.add_argument("--batch-size", type=int, default=None, help="largest batch (default: the system file's)")
+    parser.add_argument("--max-tokens", default=None,
+                        help="token budget per batch (batch size x its longest sample), or none (default: the "
+                             "system file's max_tokens)")
     parser.add_argument("--build-dir", type=Path, default=Path("build"), help="data, models and logs (default build)")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="allow a model.pytorch that needs full unpickling (only for files you trust)")
@@ -47,7 +50,7 @@ def options_from(args: argparse.Namespace) -> RunOptions:
                       trust_checkpoint=args.trust_checkpoint, enable_trace=args.enable_trace,
                       backend_options=backend_options(args.backend_option), data=args.data, seq_len=args.seq_len,
                       doc_stride=args.doc_stride, samples=args.samples, lengths=args.lengths, seed=args.seed,
-                      shape=args.shape)
+                      shape=args.shape, max_tokens=args.max_tokens)
 
 
 def command_perf(args: argparse.Namespace) -> None:

@@ -50,6 +50,8 @@ class RunOptions:
     lengths: str | None = None
     seed: str | None = None
     shape: str | None = None  # a randomly initialised model of this shape (sut/models.py)
+    max_tokens: str | None = None  # the token budget per batch: a number, "none", or None for the system's
+    logs_dir: Path | None = None  # where the logs go (default <build_dir>/logs; make sweep keeps its own)
 
 
 @dataclass
@@ -86,6 +88,8 @@ class ResolvedRun:
     end_utc: str = ""
     loadgen_result: str = ""
     samples_answered: int = 0
+    energy_joules: float | None = None  # over LoadGen's run, where a meter was given (make sweep)
+    energy_source: str = ""
 
 
 def utc_now() -> str:
@@ -121,6 +125,18 @@ def resolve_count(count: str | None, default: int | None) -> int | None:
     if value < 1:
         raise HarnessError(f"COUNT must be at least 1, got {value}")
     return value
+
+
+def resolve_max_tokens(max_tokens: str | None, default: int | None) -> int | None:
+    """MAX_TOKENS: a token budget per batch, "none" for none, or the system file's when not given."""
+    if max_tokens is None or max_tokens == "":
+        return default
+    if max_tokens == "none":
+        return None
+    if not max_tokens.isdigit() or int(max_tokens) < 1:
+        raise HarnessError(f"MAX_TOKENS={max_tokens} is not a token budget; give a whole number of at least 1, "
+                           "or none")
+    return int(max_tokens)
 
 
 def resolve_batch_size(batch_size: int | None, default: int) -> int:
@@ -182,10 +198,10 @@ def configuration_name(precision: str, device: str, options: dict[str, str], dat
     return re.sub(r"[^A-Za-z0-9._=+-]+", "-", name)
 
 
-def log_dir(build_dir: Path, model_name: str, backend: str, configuration: str, scenario: str, accuracy: bool,
+def log_dir(logs: Path, model_name: str, backend: str, configuration: str, scenario: str, accuracy: bool,
             compliance_test: str = "") -> Path:
     """Laid out as in a submission: <scenario>/performance/run_1, <scenario>/accuracy, <scenario>/TEST01/..."""
-    base = build_dir / "logs" / model_name / backend / configuration / scenario
+    base = logs / model_name / backend / configuration / scenario
     if compliance_test:
         return base / compliance_test / "performance" / "run_1"
     return base / "accuracy" if accuracy else base / "performance" / "run_1"
@@ -214,7 +230,7 @@ def memory_hint(error: BaseException, system: SystemConfig, batch_size: int) -> 
     if "out of memory" not in str(error).lower():
         return ""
     return (f"; the batches did not fit: lower max_tokens ({system.max_tokens or 'none set'}) or batch_size "
-            f"({batch_size}) in configs/systems/{system.name}.json, or give BATCH_SIZE=")
+            f"({batch_size}) in {system.path}, or give BATCH_SIZE=")
 
 
 def quick_run_lines(count: int) -> list[str]:
@@ -319,8 +335,12 @@ def start_test(sut_handle, qsl_handle, settings, log_settings, work_dir: Path,
 
 
 def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | None = None,
-        compliance_test: str = "") -> tuple[Path, ResolvedRun]:
-    """`audit_config` makes it a compliance run: LoadGen runs in the log folder, where that file is copied."""
+        compliance_test: str = "", stages=None, meter=None) -> tuple[Path, ResolvedRun]:
+    """`audit_config` makes it a compliance run: LoadGen runs in the log folder, where that file is copied.
+
+    make sweep gives `stages` (sut/stages.py, without device synchronisation: the run is not slowed) and
+    an energy `meter` (harness/energy.py), read over LoadGen's run alone.
+    """
     import mlperf_loadgen as lg
 
     from harness.samples import load_samples, resolve_samples
@@ -340,6 +360,7 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
     check_backend_settings(backend_name, precision, options.backend_options)
     count = resolve_count(options.count, system.default_count)
     batch_size = resolve_batch_size(options.batch_size, system.batch_size)
+    max_tokens = resolve_max_tokens(options.max_tokens, system.max_tokens)
     source = resolve_samples(options.data, options.seq_len, options.doc_stride, options.samples, options.lengths,
                              options.seed)
     if accuracy and source.data == "synthetic":
@@ -356,7 +377,7 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
     resolved = ResolvedRun(
         scenario=scenario, mode="AccuracyOnly" if accuracy else "PerformanceOnly", backend=backend_name,
         device=device, precision=precision, system=system.name, count=count, batch_size=batch_size,
-        max_tokens=system.max_tokens, model_name=model.name, model_source=model.source,
+        max_tokens=max_tokens, model_name=model.name, model_source=model.source,
         model_is_random=model.is_random, backend_options=options.backend_options,
         configuration=configuration_name(precision, device, options.backend_options, source.label),
         input_data_type="", data=source.data, seq_len=source.featurisation.seq_length,
@@ -373,8 +394,8 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
             raise
         raise HarnessError(f"the {backend_name} backend failed while warming up: {error!r}{hint}") from error
     resolved.input_data_type = backend.input_data_type
-    final_dir = log_dir(options.build_dir, model.name, backend_name, resolved.configuration, scenario, accuracy,
-                        compliance_test)
+    final_dir = log_dir(options.logs_dir or options.build_dir / "logs", model.name, backend_name,
+                        resolved.configuration, scenario, accuracy, compliance_test)
     with RunLock(final_dir, f"{scenario} {resolved.mode} of {model.name} with {backend_name}"):
         work_dir = final_dir.with_name(final_dir.name + ".partial").resolve()  # absolute: LoadGen may run elsewhere
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -386,7 +407,11 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
         settings = test_settings(user_conf, scenario, accuracy, count)
 
         qsl = SquadQSL(features, count)
-        sut = SUT(backend, features, batch_size, system.max_tokens)
+        sut = SUT(backend, features, batch_size, max_tokens)
+        if stages is not None:
+            sut.stages = stages
+            if hasattr(backend, "stages"):
+                backend.stages = stages
         log_settings = lg.LogSettings()
         log_settings.log_output.outdir = str(work_dir)
         log_settings.log_output.copy_summary_to_stdout = False  # printed below, once the progress bar is closed
@@ -400,8 +425,13 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
         if audit_config is not None:
             os.chdir(work_dir)  # LoadGen looks for audit.config only in its working directory
         try:
+            if meter is not None:
+                meter.start()
             start_test(sut.handle, qsl.handle, settings, log_settings, work_dir,
                        *progress(sut, scenario, count, len(features), accuracy, settings))
+            if meter is not None:
+                reading = meter.stop()
+                resolved.energy_joules, resolved.energy_source = reading.joules, reading.source
         finally:
             os.chdir(resolved.working_directory)
             sut.close()

@@ -25,6 +25,15 @@ class SystemConfig:
     loadgen: dict[str, dict[str, float]]
     description: str = ""
 
+    @property
+    def path(self) -> Path:
+        return system_path(self.name)
+
+
+def system_path(name: str) -> Path:
+    """configs/systems/<name>.json, or a system file given by its path (make sweep OPTIMAL=1 writes one)."""
+    return Path(name) if name.endswith(".json") else SYSTEMS_DIR / f"{name}.json"
+
 
 def known_systems() -> list[str]:
     return sorted(path.stem for path in SYSTEMS_DIR.glob("*.json"))
@@ -59,10 +68,11 @@ LOADGEN_KEYS = {
 
 
 def load_system(name: str) -> SystemConfig:
-    path = SYSTEMS_DIR / f"{name}.json"
+    """SYSTEM as a name in configs/systems, or a path to a system file of its own (ending in .json)."""
+    path = system_path(name)
     if not path.is_file():
-        raise HarnessError(f"unknown SYSTEM={name}; choose one of {', '.join(known_systems())} "
-                           f"or add {path}")
+        raise HarnessError(f"unknown SYSTEM={name}; choose one of {', '.join(known_systems())}, add {path}, "
+                           "or give the path of a system file (.json)")
     try:
         system = SystemConfig(name=name, **json.loads(path.read_text()))
     except (json.JSONDecodeError, TypeError) as error:
@@ -105,7 +115,7 @@ def check_scenario(scenario: str) -> str:
 
 
 def user_conf_text(system: SystemConfig, scenario: str) -> str:
-    lines = [f"# user.conf for bert-99 {scenario} on system '{system.name}' (configs/systems/{system.name}.json)"]
+    lines = [f"# user.conf for bert-99 {scenario} on system '{system.name}' ({system.path})"]
     for key, value in system.loadgen.get(scenario, {}).items():
         lines.append(f"{MLPERF_MODEL}.{scenario}.{key} = {value}")
     return "\n".join(lines) + "\n"

@@ -102,7 +102,7 @@ def main() -> int:
     division = "open" if args.short else settings.get("division", "closed")
     submitter = folder_name("submitter", args.submitter or settings.get("submitter") or "MyTeam")
     system_id = folder_name("system_id", settings.get("system_id")
-                            or f"{first['system']}-{first['backend']}-{first['precision']}")
+                            or f"{Path(first['system']).stem}-{first['backend']}-{first['precision']}")
     description = machine_description(division, submitter, settings.get("system_name") or system_id, settings,
                                       first["backend"])
     out = args.out or args.build_dir / "submission"

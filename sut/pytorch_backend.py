@@ -36,6 +36,7 @@ from sut.fp8 import calibrate_input_amax, fp8_kernels_supported, fp8_supported, 
 from sut.models import LoadedModel
 from sut.onednn import onednn_available, use_onednn_linears
 from sut.packed_bert import PackedBert
+from sut.stages import StageTimes, stage
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp8": torch.float16}
 CPU_FP8_DTYPE = torch.float32  # fp16 arithmetic on CPU is slow; emulated fp8 rounds the same either way
@@ -119,6 +120,7 @@ class PackedBackend:
         self._inputs = [torch.empty(0, dtype=torch.int32), torch.empty(0, dtype=torch.int32)]
         self._outputs = [torch.empty(0), torch.empty(0)]
         self._slot = 0
+        self.stages: StageTimes | None = None  # a sweep's per-stage timing (sut/stages.py); off for runs
         self.graphs: GraphedEncoder | None = None  # captured last, after calibration and compiling
         if precision == "fp8":
             if calibration is None:
@@ -212,30 +214,35 @@ class PackedBackend:
         if input_ids.shape[1] > self.encoder.max_length:
             raise ValueError(f"a batch {input_ids.shape[1]} tokens wide; this backend was built for samples of at "
                              f"most {self.encoder.max_length} (its calibration features)")
-        batch = pack(input_ids, input_mask, segment_ids, self.graphs is not None, self.encoder.max_length)
+        with stage(self.stages, "pack"):
+            batch = pack(input_ids, input_mask, segment_ids, self.graphs is not None, self.encoder.max_length)
         cuda = self.device.type == "cuda"
-        if cuda:
-            staging = self._pinned(self._inputs, batch.flat.size, torch.int32)
-            staging.numpy()[:] = batch.flat
-            flat = staging if batch.graphed else staging.to(self.device, non_blocking=True)
-        else:
-            flat = torch.from_numpy(batch.flat)
+        with stage(self.stages, "host_to_device"):  # a graphed batch is copied by its graph's replay (forward)
+            if cuda:
+                staging = self._pinned(self._inputs, batch.flat.size, torch.int32)
+                staging.numpy()[:] = batch.flat
+                flat = staging if batch.graphed else staging.to(self.device, non_blocking=True)
+            else:
+                flat = torch.from_numpy(batch.flat)
         run = self.graphs if batch.graphed else self.encoder.forward_flat
-        logits = run(flat, batch.tokens)[:batch.real_tokens].float()
+        with stage(self.stages, "forward"):
+            logits = run(flat, batch.tokens)[:batch.real_tokens].float()
         done = None
-        if cuda:
-            host = self._pinned(self._outputs, logits.numel(), torch.float32).view(-1, 2)
-            host.copy_(logits, non_blocking=True)
-            done = torch.cuda.Event()
-            done.record()
-            self._slot = 1 - self._slot
-        else:
-            host = logits
+        with stage(self.stages, "device_to_host"):
+            if cuda:
+                host = self._pinned(self._outputs, logits.numel(), torch.float32).view(-1, 2)
+                host.copy_(logits, non_blocking=True)
+                done = torch.cuda.Event()
+                done.record()
+                self._slot = 1 - self._slot
+            else:
+                host = logits
 
         def finish() -> np.ndarray:
             if done is not None:
                 done.synchronize()
-            return scatter(batch, host.numpy())
+            with stage(self.stages, "scatter"):
+                return scatter(batch, host.numpy())
 
         return finish
 

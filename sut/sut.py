@@ -18,8 +18,22 @@ from accuracy.loadgen_log import PAD_LOGIT
 from qsl.features import ModelInputs
 from sut.backend import Backend
 from sut.batching import PAD_MULTIPLE, batch_inputs, plan_batches
+from sut.stages import StageTimes, stage
 
 PROGRESS_MIN_SAMPLES = 1000  # a query this large (Offline) gets a progress bar
+
+
+def submit_batch(backend: Backend, features: ModelInputs, rows: np.ndarray, pad_multiple: int = PAD_MULTIPLE,
+                 stages: StageTimes | None = None) -> Callable[[], np.ndarray]:
+    """One batch as the SUT gives it to a backend: a call that waits for its logits (make sweep's direct mode too)."""
+    with stage(stages, "host_batch"):
+        arrays = batch_inputs(features, rows, pad_multiple)
+    submit = getattr(backend, "submit", None)
+    if submit is not None:
+        return submit(*arrays)
+    with stage(stages, "forward"):  # a backend without stages of its own
+        logits = backend.predict(*arrays)
+    return lambda: logits
 
 
 class SUT:
@@ -32,6 +46,7 @@ class SUT:
         self.pad_multiple = pad_multiple
         self.samples_done = 0
         self.error: BaseException | None = None
+        self.stages: StageTimes | None = None  # a sweep's per-stage timing (sut/stages.py); off for runs
         self._queue: queue.Queue[list | None] = queue.Queue()
         self._worker = threading.Thread(target=self._serve, name="sut-worker", daemon=True)
         self._worker.start()
@@ -98,12 +113,7 @@ class SUT:
         if self.error is not None:  # after a failure, answer empty so LoadGen can finish and report
             return None
         try:
-            arrays = batch_inputs(self.features, sample_indices, self.pad_multiple)
-            submit = getattr(self.backend, "submit", None)
-            if submit is not None:
-                return submit(*arrays)
-            logits = self.backend.predict(*arrays)
-            return lambda: logits
+            return submit_batch(self.backend, self.features, sample_indices, self.pad_multiple, self.stages)
         except BaseException as error:  # noqa: BLE001 - re-raised by the runner after LoadGen stops
             self.error = error
             return None
@@ -116,11 +126,12 @@ class SUT:
                 logits[:, :computed.shape[1]] = computed
             except BaseException as error:  # noqa: BLE001 - re-raised by the runner after LoadGen stops
                 self.error = error
-        stride = logits[0].nbytes
-        size = 0 if self.error is not None else stride
-        address = logits.ctypes.data
-        responses = [lg.QuerySampleResponse(response_id, address + row * stride, size)
-                     for row, response_id in enumerate(response_ids)]
-        lg.QuerySamplesComplete(responses)
+        with stage(self.stages, "respond"):
+            stride = logits[0].nbytes
+            size = 0 if self.error is not None else stride
+            address = logits.ctypes.data
+            responses = [lg.QuerySampleResponse(response_id, address + row * stride, size)
+                         for row, response_id in enumerate(response_ids)]
+            lg.QuerySamplesComplete(responses)
         self.samples_done += len(responses)
         return len(responses)
