@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
 from harness.energy import EnergyReading, RaplMeter, energy_meter, rapl_domains
-from tests.conftest import run_cli
+from tests.conftest import cli_environment, run_cli
 
 ROW_FIELDS = {"backend", "precision", "device", "batch_size", "max_tokens", "scenario", "status", "samples",
               "samples_per_second", "latency_ms", "stages_ms", "peak_memory_bytes", "power_w", "joules_per_sample",
@@ -143,3 +148,25 @@ def test_a_sweep_folder_of_another_model_is_refused(tmp_path, build_dir):
     result = run_cli("benchmarks.sweep", "--name", "taken", "--shape", "tiny", "--build-dir", str(build_dir),
                      cwd=tmp_path)
     assert result.returncode == 2 and "holds a sweep of {'model': '/elsewhere/other-model'}" in result.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_measured_points_and_a_rerun_measures_the_rest(tmp_path, build_dir, features):
+    arguments = [sys.executable, "-m", "benchmarks.sweep", "--batch-sizes", "1", "2", "4", "--shape", "tiny",
+                 "--data", "synthetic", "--device", "cpu", "--count", "16", "--build-dir", str(build_dir),
+                 "--name", "interrupted"]
+    results = build_dir / "sweeps" / "interrupted" / "results.jsonl"
+    sweep = subprocess.Popen(arguments, cwd=tmp_path, env=cli_environment(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    for _ in range(240):  # until the first point's row is written
+        time.sleep(0.25)
+        if results.is_file() and results.read_text().strip():
+            break
+    os.killpg(sweep.pid, signal.SIGINT)  # as Ctrl-C reaches the sweep and its running point
+    _, stderr = sweep.communicate(timeout=60)
+    assert sweep.returncode == 130 and "the points measured so far are kept" in stderr
+    kept = results.read_text().splitlines()
+    assert 1 <= len(kept) < 3
+    rerun = subprocess.run(arguments, cwd=tmp_path, env=cli_environment(), capture_output=True, text=True)
+    assert rerun.returncode == 0 and f"{len(kept)} of 3 points already measured" in rerun.stdout
+    assert results.read_text().splitlines()[:len(kept)] == kept and len(results.read_text().splitlines()) == 3
