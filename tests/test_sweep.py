@@ -170,3 +170,37 @@ def test_ctrl_c_keeps_the_measured_points_and_a_rerun_measures_the_rest(tmp_path
     rerun = subprocess.run(arguments, cwd=tmp_path, env=cli_environment(), capture_output=True, text=True)
     assert rerun.returncode == 0 and f"{len(kept)} of 3 points already measured" in rerun.stdout
     assert results.read_text().splitlines()[:len(kept)] == kept and len(results.read_text().splitlines()) == 3
+
+
+class FakeNvml:
+    """pynvml's calls the meter makes, for a GPU with (or without) an energy counter."""
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self, counter: bool):
+        self.counter, self.millijoules = counter, 0
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle):
+        if not self.counter:
+            raise self.NVMLError("not supported")
+        self.millijoules += 5000  # 5 J between any two reads
+        return self.millijoules
+
+    def nvmlDeviceGetPowerUsage(self, handle):
+        return 200_000  # milliwatts
+
+
+@pytest.mark.parametrize("counter", [True, False])
+def test_nvml_energy_from_the_counter_or_sampled_power(counter):
+    from harness.energy import NvmlMeter
+
+    meter = NvmlMeter(FakeNvml(counter), handle=None, name="Fake GPU")
+    meter.start()
+    time.sleep(0.3)
+    reading = meter.stop()
+    if counter:
+        assert reading.joules == 5.0 and reading.source.startswith("NVML energy counter, Fake GPU")
+    else:  # 200 W for about 0.3 s, sampled at 20 Hz
+        assert reading.joules == pytest.approx(200 * reading.seconds, rel=0.35)
+        assert reading.source.startswith("NVML power sampled at 20 Hz")
