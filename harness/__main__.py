@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from configs import TEST01_AUDIT_CONFIG
@@ -41,6 +42,13 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="LoadGen trace log (about 270 bytes per sample; off by default)")
     add_data_options(parser)
     add_shape_option(parser)
+    parser.add_argument("--workers", default=None,
+                        help="ranks that run backends, under torch.distributed: one per GPU (cuda:0..N-1) or N "
+                             "processes sharing the cores; started with torchrun here, or by srun (default 1)")
+    parser.add_argument("--rank0-computes", default="1", choices=("0", "1"),
+                        help="with --workers: rank 0 runs a backend too, beside LoadGen (default 1)")
+    parser.add_argument("--worker-timeout", type=float, default=None,
+                        help="seconds a worker may take over one batch before the run ends, naming it (default 300)")
 
 
 def options_from(args: argparse.Namespace) -> RunOptions:
@@ -50,11 +58,24 @@ def options_from(args: argparse.Namespace) -> RunOptions:
                       trust_checkpoint=args.trust_checkpoint, enable_trace=args.enable_trace,
                       backend_options=backend_options(args.backend_option), data=args.data, seq_len=args.seq_len,
                       doc_stride=args.doc_stride, samples=args.samples, lengths=args.lengths, seed=args.seed,
-                      shape=args.shape, max_tokens=args.max_tokens)
+                      shape=args.shape, max_tokens=args.max_tokens, workers=args.workers,
+                      rank0_computes=args.rank0_computes == "1", worker_timeout=args.worker_timeout)
 
 
-def command_perf(args: argparse.Namespace) -> None:
+def start_ranks(args: argparse.Namespace) -> None:
+    """WORKERS=N from a plain process: ranks 1..N-1 start as copies of this command, and this one is rank 0."""
+    from harness.distributed import launched_rank, resolve_workers, start_local_ranks
+
+    workers = resolve_workers(args.workers)
+    if workers > 1 and launched_rank() is None:
+        start_local_ranks(workers, ["harness", *sys.argv[1:]])
+
+
+def command_perf(args: argparse.Namespace) -> int | None:
+    start_ranks(args)
     run_dir, resolved = run(options_from(args), accuracy=False)
+    if run_dir is None:  # a worker rank: rank 0 reports
+        return None
     unmet = unmet_constraints(run_dir / "mlperf_log_summary.txt")
     reasons = f" (not satisfied: {', '.join(unmet)})" if unmet else ""
     if resolved.count is not None:
@@ -69,11 +90,14 @@ def command_perf(args: argparse.Namespace) -> None:
               "the summary above says how many queries it needs (COUNT counts samples; a MultiStream query is 8)")
 
 
-def command_accuracy(args: argparse.Namespace) -> None:
+def command_accuracy(args: argparse.Namespace) -> int | None:
     from accuracy.evaluate import evaluate_log, write_accuracy_txt
     from harness.samples import load_samples
 
+    start_ranks(args)
     run_dir, resolved = run(options_from(args), accuracy=True)
+    if run_dir is None:  # a worker rank: rank 0 scores
+        return None
     source = sample_source(args)
     features = load_samples(source, args.build_dir, log=lambda *_: None)
     result = evaluate_log(run_dir / "mlperf_log_accuracy.json", features,

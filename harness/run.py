@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from harness.distributed import distribute, launched_rank, leave, rank_device, resolve_workers
 from harness.errors import HarnessError
 from harness.settings import (
     SystemConfig,
@@ -52,6 +53,9 @@ class RunOptions:
     shape: str | None = None  # a randomly initialised model of this shape (sut/models.py)
     max_tokens: str | None = None  # the token budget per batch: a number, "none", or None for the system's
     logs_dir: Path | None = None  # where the logs go (default <build_dir>/logs; make sweep keeps its own)
+    workers: str | None = None  # ranks under torch.distributed (harness/distributed.py); None or 1: this process
+    rank0_computes: bool = True  # with WORKERS: rank 0 runs a backend too, beside LoadGen
+    worker_timeout: float | None = None  # seconds a worker may take over a batch before the run ends
 
 
 @dataclass
@@ -90,6 +94,9 @@ class ResolvedRun:
     samples_answered: int = 0
     energy_joules: float | None = None  # over LoadGen's run, where a meter was given (make sweep)
     energy_source: str = ""
+    workers: int = 1  # ranks that ran backends (WORKERS), over `nodes` nodes
+    nodes: int = 1
+    devices: list[str] = field(default_factory=list)  # each computing rank's host:device
 
 
 def utc_now() -> str:
@@ -297,13 +304,17 @@ def progress(sut, scenario: str, count: int | None, dataset_size: int, accuracy:
 
 
 def start_test(sut_handle, qsl_handle, settings, log_settings, work_dir: Path,
-               answered: Callable[[], int] | None = None, total: int | None = None) -> None:
+               answered: Callable[[], int] | None = None, total: int | None = None,
+               backend_error: Callable[[], BaseException | None] | None = None, stop_on_error: bool = False) -> None:
     """LoadGen's StartTest, with Ctrl-C honoured and, given `answered`, a progress bar of samples answered.
 
     StartTest blocks in C++, where Python never sees Ctrl-C until the run ends (up to 10 minutes
     or more), so it runs in a thread while the main thread waits. LoadGen cannot be stopped once a
-    test has begun, so an interrupt ends the process at once, its logs left as they were. The main
-    thread reads the SUT's count as it waits: the progress bar costs the SUT's latency path nothing.
+    test has begun, so an interrupt ends the process at once, its logs left as they were; so does a
+    `backend_error` (polled as the main thread waits) with `stop_on_error`, for scenarios whose queries
+    LoadGen would go on issuing to the end of its schedule (an Offline query, answered empty after a
+    failure, ends at once and is left to end). The main thread reads the SUT's count as it waits: the
+    progress bar costs the SUT's latency path nothing.
     """
     import mlperf_loadgen as lg
     from tqdm import tqdm
@@ -324,6 +335,13 @@ def start_test(sut_handle, qsl_handle, settings, log_settings, work_dir: Path,
             thread.join(0.2)
             if answered is not None:
                 bar.update(answered() - bar.n)
+            if backend_error is not None and (error := backend_error()) is not None and stop_on_error:
+                bar.close()
+                print(f"error: the backend failed during the run: {error}\nLoadGen cannot be stopped mid-run and "
+                      f"would go on issuing queries to the end of its schedule, so the run ends here; its incomplete "
+                      f"logs are in {work_dir} (not a result)", file=sys.stderr, flush=True)
+                sys.stdout.flush()
+                os._exit(2)
         bar.close()
     except KeyboardInterrupt:
         print(f"\ninterrupted: LoadGen stopped mid-run; this run's incomplete logs are in {work_dir} "
@@ -332,6 +350,10 @@ def start_test(sut_handle, qsl_handle, settings, log_settings, work_dir: Path,
         os._exit(130)  # LoadGen's threads cannot be joined mid-test; a normal exit aborts in C++
     if failure:
         raise failure[0]
+
+
+def _quiet(*_) -> None:
+    pass
 
 
 def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | None = None,
@@ -360,6 +382,16 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
     check_backend_settings(backend_name, precision, options.backend_options)
     count = resolve_count(options.count, system.default_count)
     batch_size = resolve_batch_size(options.batch_size, system.batch_size)
+    workers = resolve_workers(options.workers)
+    rank = launched_rank() if workers > 1 else None
+    if workers > 1:
+        if rank is None or rank.world != workers:
+            raise HarnessError(f"WORKERS={workers}, but this process was started as "
+                               f"{'one of ' + str(rank.world) + ' ranks' if rank else 'a single process'}: "
+                               "run it through `make perf WORKERS=N` (torchrun), or srun with N tasks")
+        device = rank_device(device, rank)
+        if not rank.is_leader:
+            log = _quiet  # rank 0 says what the run does
     max_tokens = resolve_max_tokens(options.max_tokens, system.max_tokens)
     source = resolve_samples(options.data, options.seq_len, options.doc_stride, options.samples, options.lengths,
                              options.seed)
@@ -379,20 +411,27 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
         device=device, precision=precision, system=system.name, count=count, batch_size=batch_size,
         max_tokens=max_tokens, model_name=model.name, model_source=model.source,
         model_is_random=model.is_random, backend_options=options.backend_options,
-        configuration=configuration_name(precision, device, options.backend_options, source.label),
+        configuration=configuration_name(precision, device, options.backend_options,
+                                         source.label + (f"-workers{workers}" if workers > 1 else "")),
         input_data_type="", data=source.data, seq_len=source.featurisation.seq_length,
         doc_stride=source.featurisation.doc_stride if source.data == "squad" else None, samples=source.samples,
-        lengths=source.lengths, seed=source.seed, shape=options.shape,
+        lengths=source.lengths, seed=source.seed, shape=options.shape, workers=workers,
+        nodes=rank.nodes if rank else 1,
         compliant_settings=count is None, compliance_test=compliance_test,
         command=shlex.join([sys.executable, "-m", "harness", *sys.argv[1:]]), working_directory=os.getcwd())
     try:  # before any log folder: a failure leaves none
-        backend = create_backend(backend_name, model, device, precision, features, options.build_dir,
-                                 options.backend_options, log)
+        backend = None if rank and rank.is_leader and not options.rank0_computes else create_backend(
+            backend_name, model, device, precision, features, options.build_dir, options.backend_options, log)
     except RuntimeError as error:  # torch.OutOfMemoryError among them: warm-up runs the largest batches
         hint = memory_hint(error, system, batch_size)
         if not hint:
             raise
         raise HarnessError(f"the {backend_name} backend failed while warming up: {error!r}{hint}") from error
+    if rank is not None:  # WORKERS=N: rank 0 deals batches to every rank; the others serve them, then stop
+        backend = distribute(rank, backend, features, device, options.worker_timeout)
+        if backend is None:
+            return None, resolved
+        resolved.devices = backend.devices
     resolved.input_data_type = backend.input_data_type
     final_dir = log_dir(options.logs_dir or options.build_dir / "logs", model.name, backend_name,
                         resolved.configuration, scenario, accuracy, compliance_test)
@@ -424,11 +463,14 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
         started = time.perf_counter()
         if audit_config is not None:
             os.chdir(work_dir)  # LoadGen looks for audit.config only in its working directory
+        check = getattr(backend, "check", None)  # a pool of workers, whose failures may come between batches
+        failure = lambda: sut.error or (check() if check else None)  # noqa: E731 - polled, named once
         try:
             if meter is not None:
                 meter.start()
             start_test(sut.handle, qsl.handle, settings, log_settings, work_dir,
-                       *progress(sut, scenario, count, len(features), accuracy, settings))
+                       *progress(sut, scenario, count, len(features), accuracy, settings),
+                       backend_error=failure, stop_on_error=scenario != "Offline")
             if meter is not None:
                 reading = meter.stop()
                 resolved.energy_joules, resolved.energy_source = reading.joules, reading.source
@@ -436,12 +478,16 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
             os.chdir(resolved.working_directory)
             sut.close()
             qsl.close()
+            if rank is not None:
+                backend.close()  # tells the other ranks to stop
+                leave()
         resolved.end_utc = utc_now()
         resolved.samples_answered = sut.samples_done
-        if sut.error is not None:
-            raise HarnessError(f"the {backend_name} backend failed during the run: {sut.error!r}"
-                               f"{memory_hint(sut.error, system, batch_size)}; incomplete logs left in {work_dir}") \
-                from sut.error
+        error = sut.error or (check() if check else None)
+        if error is not None:
+            raise HarnessError(f"the {backend_name} backend failed during the run: {error!r}"
+                               f"{memory_hint(error, system, batch_size)}; incomplete logs left in {work_dir}") \
+                from error
         trace = work_dir / "mlperf_log_trace.json"
         if not options.enable_trace and trace.is_file() and trace.stat().st_size == 0:
             trace.unlink()  # LoadGen creates it even when tracing is off

@@ -6,6 +6,7 @@ thread drains the queue, so Server and MultiStream queries that arrive together 
 
 from __future__ import annotations
 
+import collections
 import queue
 import threading
 from collections.abc import Callable
@@ -25,7 +26,13 @@ PROGRESS_MIN_SAMPLES = 1000  # a query this large (Offline) gets a progress bar
 
 def submit_batch(backend: Backend, features: ModelInputs, rows: np.ndarray, pad_multiple: int = PAD_MULTIPLE,
                  stages: StageTimes | None = None) -> Callable[[], np.ndarray]:
-    """One batch as the SUT gives it to a backend: a call that waits for its logits (make sweep's direct mode too)."""
+    """One batch as the SUT gives it to a backend: a call that waits for its logits (make sweep's direct mode too).
+
+    A backend with `submit_rows` (sut/workers.py) takes the sample indices and has the batch built where it runs.
+    """
+    submit_rows = getattr(backend, "submit_rows", None)
+    if submit_rows is not None:
+        return submit_rows(rows)
     with stage(stages, "host_batch"):
         arrays = batch_inputs(features, rows, pad_multiple)
     submit = getattr(backend, "submit", None)
@@ -47,6 +54,7 @@ class SUT:
         self.samples_done = 0
         self.error: BaseException | None = None
         self.stages: StageTimes | None = None  # a sweep's per-stage timing (sut/stages.py); off for runs
+        self.window = getattr(backend, "window", 2)  # batches submitted before the oldest is completed
         self._queue: queue.Queue[list | None] = queue.Queue()
         self._worker = threading.Thread(target=self._serve, name="sut-worker", daemon=True)
         self._worker.start()
@@ -100,14 +108,15 @@ class SUT:
                     bar.set_postfix_str(f"{answered:,}/{len(samples):,} samples", refresh=False)
                     bar.update(int(lengths[rows].sum()))
 
-            running = None  # one batch in flight while the next is prepared (backends with `submit`)
+            # One batch in flight while the next is prepared (backends with `submit`); a pool of workers
+            # (sut/workers.py) keeps more in flight, as many as its window says.
+            running: collections.deque = collections.deque()
             for batch in batches:
-                submitted = (batch, self._submit(sample_indices[batch]))
-                if running is not None:
-                    complete(*running)
-                running = submitted
-            if running is not None:
-                complete(*running)
+                running.append((batch, self._submit(sample_indices[batch])))
+                if len(running) >= self.window:
+                    complete(*running.popleft())
+            while running:
+                complete(*running.popleft())
 
     def _submit(self, sample_indices: np.ndarray) -> Callable[[], np.ndarray] | None:
         if self.error is not None:  # after a failure, answer empty so LoadGen can finish and report

@@ -1,0 +1,212 @@
+"""WORKERS=N: real torch.distributed (Gloo) ranks, real LoadGen, dealing by tokens, faults that name the rank."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch.multiprocessing as mp
+
+from tests.conftest import cli_environment, run_cli
+
+pytestmark = pytest.mark.slow  # processes joining a process group, LoadGen runs
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class EchoBackend:
+    """Each token's id as its start logit: whoever computes a batch, the answer is the same."""
+
+    name, precisions, input_data_type, option_types = "echo", ("fp32",), "int32", {}
+
+    def __init__(self, fail_on_batch: int | None = None, seconds_per_token: float = 0.0):
+        self.fail_on_batch, self.seconds_per_token, self.batches = fail_on_batch, seconds_per_token, 0
+
+    def predict(self, input_ids, input_mask, segment_ids):
+        self.batches += 1
+        if self.batches == self.fail_on_batch:
+            raise RuntimeError("CUDA out of memory (a stand-in)")
+        time.sleep(self.seconds_per_token * int(input_mask.sum()))
+        return np.stack([input_ids, -input_ids], axis=-1).astype(np.float32)
+
+
+def rank_main(rank: int, world: int, port: int, backends: list, results, features_arrays) -> None:
+    """One rank: rank 0 deals the samples in the SUT's batches, the others serve."""
+    import torch.distributed as dist
+
+    from qsl.features import ModelInputs
+    from sut.batching import plan_batches
+    from sut.workers import Peer, WorkerPool, serve
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    features = ModelInputs(*features_arrays)
+    if rank:
+        serve(backends[rank], features)
+        dist.destroy_process_group()
+        return
+    pool = WorkerPool(backends[0], features, [Peer(index, "localhost", "cpu") for index in range(world)], 20.0)
+    waits = [(rows, pool.submit_rows(rows)) for rows in plan_batches(features.lengths, 8)]
+    answers, errors = {}, []
+    for rows, wait in waits:
+        try:
+            answers.update((row, logits.tobytes()) for row, logits in zip(rows.tolist(), wait(), strict=True))
+        except Exception as error:  # noqa: BLE001 - the test reads it
+            errors.append(str(error))
+    pool.close()
+    dist.destroy_process_group()
+    results.put((answers, errors, [worker.tokens_dealt for worker in pool.workers]))
+
+
+def run_ranks(features, backends: list, samples: int = 96) -> tuple[dict, list[str], list[int]]:
+    context = mp.get_context("spawn")
+    results = context.Queue()
+    arrays = tuple(array[:samples, :128] for array in (features.input_ids, features.input_mask,
+                                                       features.segment_ids))
+    port = free_port()
+    processes = [context.Process(target=rank_main, args=(rank, len(backends), port, backends, results, arrays))
+                 for rank in range(len(backends))]
+    for process in processes:
+        process.start()
+    outcome = results.get(timeout=120)
+    for process in processes:
+        process.join(timeout=30)
+    return outcome
+
+
+def test_answers_do_not_depend_on_who_computes_them(features):
+    one, errors_one, _ = run_ranks(features, [EchoBackend()])
+    three, errors_three, dealt = run_ranks(features, [EchoBackend(), EchoBackend(), EchoBackend()])
+    assert not errors_one and not errors_three and min(dealt) > 0
+    assert one == three and len(one) == 96
+
+
+def test_a_failing_worker_is_named(features):
+    _, errors, _ = run_ranks(features, [EchoBackend(), EchoBackend(fail_on_batch=2)])
+    assert errors and all("rank 1 on localhost (cpu) failed: RuntimeError('CUDA out of memory" in error
+                          for error in errors)
+
+
+def test_work_is_dealt_by_tokens_to_the_least_loaded(features):
+    """A worker three times as slow gets about a quarter of the tokens, not half the batches."""
+    answers, errors, dealt = run_ranks(features, [EchoBackend(seconds_per_token=2e-5),
+                                                  EchoBackend(seconds_per_token=6e-5)], samples=400)
+    assert not errors and len(answers) == 400
+    assert dealt[1] / sum(dealt) < 0.4, dealt
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting to be reaped."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def processes_of(parent_pid: int) -> list[int]:
+    """Every live descendant of a process, by /proc."""
+    children = []
+    for status in os.listdir("/proc"):
+        if status.isdigit():
+            try:
+                fields = open(f"/proc/{status}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent_pid and fields[0] != "Z":
+                children += [int(status), *processes_of(int(status))]
+    return children
+
+
+def rank_pid(rank0_pid: int, rank: int) -> int:
+    """A rank rank 0 started, found by the RANK its environment was given."""
+    for pid in processes_of(rank0_pid):
+        try:
+            environment = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if f"RANK={rank}".encode() in environment:
+            return pid
+    raise AssertionError(f"no rank {rank} under {rank0_pid}")
+
+
+def start_run(tmp_path, build_dir, tiny_random_model, *extra: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "harness", "perf", "--model", str(tiny_random_model), "--workers", "2",
+               "--scenario", "Server", "--count", "300", "--build-dir", str(build_dir), *extra]
+    process = subprocess.Popen(command, cwd=tmp_path, env={**cli_environment(), "PYTHONUNBUFFERED": "1"},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    for line in process.stdout:  # until rank 0 starts LoadGen (about 300 s of Server queries at 1 per second)
+        if "PerformanceOnly" in line:
+            return process
+    raise AssertionError(process.stderr.read())
+
+
+@pytest.mark.parametrize(("fault", "message"), [
+    (signal.SIGKILL, "rank 1 on {host} (cpu) died"),
+    (signal.SIGSTOP, "rank 1 on {host} (cpu) hangs: no answer within 3 s"),
+])
+def test_a_worker_that_dies_or_hangs_ends_the_run_naming_it(tmp_path, build_dir, features, tiny_random_model,
+                                                             fault, message):
+    process = start_run(tmp_path, build_dir, tiny_random_model, "--worker-timeout", "3")
+    time.sleep(3)
+    worker = rank_pid(process.pid, 1)
+    os.kill(worker, fault)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0
+    assert message.format(host=socket.gethostname()) in stderr, stderr[-2000:]
+    partial = next(build_dir.glob("logs/*/pytorch/fp32-cpu-workers2/Server/performance/run_1.partial"))
+    assert (partial / "mlperf_log_detail.txt").is_file() and not (partial / "run_info.json").exists()
+    time.sleep(1)
+    assert not alive(worker), "no rank may outlive the run (a hung one included)"
+
+
+def test_ctrl_c_stops_every_rank(tmp_path, build_dir, features, tiny_random_model):
+    process = start_run(tmp_path, build_dir, tiny_random_model)
+    ranks = [process.pid, rank_pid(process.pid, 1)]  # rank 0 is the command itself
+    os.killpg(process.pid, signal.SIGINT)
+    process.communicate(timeout=60)
+    assert process.returncode != 0
+    time.sleep(1)
+    assert not [pid for pid in ranks if alive(pid)]
+
+
+def test_two_workers_from_the_command_line(tmp_path, build_dir, features, small_model):
+    """Offline and SingleStream quick runs VALID; an accuracy run's logits byte-identical to one worker's."""
+    for scenario, count in (("Offline", "64"), ("SingleStream", "64")):
+        result = run_cli("harness", "perf", "--scenario", scenario, "--model", str(small_model), "--workers", "2",
+                         "--count", count, "--build-dir", str(build_dir), cwd=tmp_path)
+        assert result.returncode == 0 and "LoadGen result: VALID" in result.stdout, result.stdout[-3000:]
+    logs = {}
+    for workers in ("1", "2"):
+        result = run_cli("harness", "accuracy", "--model", str(small_model), "--workers", workers, "--count", "120",
+                         "--build-dir", str(build_dir), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+        configuration = "fp32-cpu" if workers == "1" else "fp32-cpu-workers2"
+        log = build_dir / "logs" / small_model.name / "pytorch" / configuration / "Offline" / "accuracy"
+        logs[workers] = {entry["qsl_idx"]: entry["data"]
+                         for entry in json.loads((log / "mlperf_log_accuracy.json").read_text())}
+    assert logs["1"] == logs["2"] and len(logs["2"]) == 120
+    info = json.loads((build_dir / "logs" / small_model.name / "pytorch" / "fp32-cpu-workers2" / "Offline" /
+                       "accuracy" / "run_info.json").read_text())
+    assert info["workers"] == 2 and info["nodes"] == 1 and len(info["devices"]) == 2
+
+
+def test_server_quick_run_with_two_workers(tmp_path, build_dir, features):
+    system = tmp_path / "fast-server.json"
+    system.write_text(json.dumps({"description": "Server at 50 queries/s", "device": "cpu", "precision": "fp32",
+                                  "batch_size": 8, "max_tokens": None, "default_count": 64,
+                                  "loadgen": {"Server": {"target_qps": 50}}}))
+    result = run_cli("harness", "perf", "--scenario", "Server", "--shape", "tiny", "--workers", "2", "--system",
+                     str(system), "--count", "600", "--build-dir", str(build_dir), cwd=tmp_path)
+    assert result.returncode == 0 and "LoadGen result: VALID" in result.stdout, result.stdout[-3000:]
+
