@@ -27,6 +27,9 @@ SAMPLES    ?=
 LENGTHS    ?=
 SEED       ?=
 SHAPE      ?=
+WORKERS    ?=
+RANK0_COMPUTES ?=
+WORKER_TIMEOUT ?=
 
 ifeq ($(origin PYTHON),undefined)
 PYTHON := .venv/bin/python
@@ -43,20 +46,23 @@ RUN_ARGS = $(DATA_ARGS) $(if $(SHAPE),--shape "$(SHAPE)") --scenario $(SCENARIO)
 	$(if $(MODEL),--model "$(MODEL)") $(if $(DEVICE),--device $(DEVICE)) \
 	$(if $(PRECISION),--precision $(PRECISION)) $(if $(COUNT),--count $(COUNT)) \
 	$(if $(SYSTEM),--system $(SYSTEM)) $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) \
-	$(if $(MAX_TOKENS),--max-tokens $(MAX_TOKENS)) \
+	$(if $(MAX_TOKENS),--max-tokens $(MAX_TOKENS)) $(if $(WORKERS),--workers $(WORKERS)) \
+	$(if $(RANK0_COMPUTES),--rank0-computes $(RANK0_COMPUTES)) $(if $(WORKER_TIMEOUT),--worker-timeout $(WORKER_TIMEOUT)) \
 	$(if $(TRUST_CHECKPOINT),--trust-checkpoint) $(if $(TRACE),--enable-trace) \
 	$(foreach option,$(BACKEND_OPTIONS),--backend-option $(option))
 
-.PHONY: help all setup features perf accuracy compliance submission download sweep bench profile test test-fast mutation lint clean distclean
+.PHONY: help all setup features perf accuracy compliance submission download sweep scale bench profile test test-fast mutation lint clean distclean
 
 help:
-	@echo "Targets: all setup features perf accuracy compliance submission download sweep bench profile test"
+	@echo "Targets: all setup features perf accuracy compliance submission download sweep scale bench profile test"
 	@echo "         test-fast mutation lint clean distclean"
 	@echo "One command to a submission: make all (accuracy + perf [+ compliance if SHORT=0] per scenario, then"
 	@echo "           submission; SCENARIOS=\"Offline Server\", default: what configs/submission.json's system_type needs)"
 	@echo "Variables: SCENARIO=$(SCENARIO) BACKEND=$(BACKEND) MODEL= DEVICE= PRECISION= COUNT= SYSTEM= BATCH_SIZE= MAX_TOKENS="
 	@echo "           BACKEND_OPTIONS=\"key=value ...\" (backend settings, e.g. optimize=0 or providers=tensorrt)"
 	@echo "           BUILD=$(BUILD) PYTHON= TORCH_SPEC=$(TORCH_SPEC) TRUST_CHECKPOINT=1 TRACE=1"
+	@echo "Many devices: WORKERS=N (ranks under torch.distributed: one per GPU, or sharing the cores; srun across"
+	@echo "           nodes: slurm/) RANK0_COMPUTES=0|1 WORKER_TIMEOUT=s; make scale WORKERS=\"1 2 4 8\""
 	@echo "Other data and models (not the MLPerf setting): DATA=squad|synthetic SEQ_LEN=32..512 DOC_STRIDE="
 	@echo "           SAMPLES= LENGTHS=squad|full SEED= (DATA=synthetic), SHAPE=bert-base|distilbert|tiny|layers=L,hidden=H,heads=A"
 	@echo "Compliance: make compliance SCENARIO=... (TEST01; AUDIT_CONFIG=<the round's audit.config> BACKEND= PRECISION=)"
@@ -119,6 +125,14 @@ submission: $(ENV)
 
 download: $(ENV)
 	$(PYTHON) -m harness download --build-dir "$(BUILD)"
+
+# Offline at each worker count of WORKERS="1 2 4 8" and its scaling efficiency (benchmarks/scale.py).
+scale: $(ENV)
+	$(PYTHON) -m benchmarks.scale --build-dir "$(BUILD)" --workers $(or $(WORKERS),1 2) $(DATA_ARGS) \
+		$(if $(SHAPE),--shape "$(SHAPE)") $(if $(MODEL),--model "$(MODEL)") $(if $(DEVICE),--device $(DEVICE)) \
+		$(if $(PRECISION),--precision $(PRECISION)) $(if $(SYSTEM),--system $(SYSTEM)) $(if $(COUNT),--count $(COUNT)) \
+		$(if $(filter command line environment,$(origin BACKEND)),--backend $(BACKEND)) \
+		$(if $(LAUNCHER),--launcher $(LAUNCHER)) $(if $(RANK0_COMPUTES),--rank0-computes $(RANK0_COMPUTES))
 
 # A grid of batch sizes x token budgets x precisions x backends (benchmarks/sweep.py); lists in quotes.
 sweep: $(ENV)

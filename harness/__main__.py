@@ -47,6 +47,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                              "processes sharing the cores; started with torchrun here, or by srun (default 1)")
     parser.add_argument("--rank0-computes", default="1", choices=("0", "1"),
                         help="with --workers: rank 0 runs a backend too, beside LoadGen (default 1)")
+    parser.add_argument("--logs-dir", type=Path, default=None,
+                        help="where the logs go (default <build-dir>/logs; make scale keeps each count's apart)")
     parser.add_argument("--worker-timeout", type=float, default=None,
                         help="seconds a worker may take over one batch before the run ends, naming it (default 300)")
 
@@ -59,7 +61,8 @@ def options_from(args: argparse.Namespace) -> RunOptions:
                       backend_options=backend_options(args.backend_option), data=args.data, seq_len=args.seq_len,
                       doc_stride=args.doc_stride, samples=args.samples, lengths=args.lengths, seed=args.seed,
                       shape=args.shape, max_tokens=args.max_tokens, workers=args.workers,
-                      rank0_computes=args.rank0_computes == "1", worker_timeout=args.worker_timeout)
+                      rank0_computes=args.rank0_computes == "1", worker_timeout=args.worker_timeout,
+                      logs_dir=args.logs_dir)
 
 
 def start_ranks(args: argparse.Namespace) -> None:

@@ -8,6 +8,7 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import sys
 import threading
 import time
@@ -416,7 +417,7 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
         input_data_type="", data=source.data, seq_len=source.featurisation.seq_length,
         doc_stride=source.featurisation.doc_stride if source.data == "squad" else None, samples=source.samples,
         lengths=source.lengths, seed=source.seed, shape=options.shape, workers=workers,
-        nodes=rank.nodes if rank else 1,
+        nodes=rank.nodes if rank else 1, devices=[f"{socket.gethostname()}:{device}"],
         compliant_settings=count is None, compliance_test=compliance_test,
         command=shlex.join([sys.executable, "-m", "harness", *sys.argv[1:]]), working_directory=os.getcwd())
     try:  # before any log folder: a failure leaves none

@@ -15,7 +15,7 @@ from submission.artifacts import STEM, description_markdown, run_script, summary
 from submission.check import Report, check_tree, required_scenarios
 from submission.official import run_official_checker
 from submission.runs import TEST, find_runs, make_command
-from submission.system import SUBMISSION_CONFIG, load_submission_config, machine_description
+from submission.system import SUBMISSION_CONFIG, load_submission_config, machine_description, with_workers
 from submission.tree import LAYOUTS, build_tree, folder_name
 
 CHECKER_VERSIONS = {"v6": "v6.1", "v5": "v5.1"}
@@ -103,8 +103,8 @@ def main() -> int:
     submitter = folder_name("submitter", args.submitter or settings.get("submitter") or "MyTeam")
     system_id = folder_name("system_id", settings.get("system_id")
                             or f"{Path(first['system']).stem}-{first['backend']}-{first['precision']}")
-    description = machine_description(division, submitter, settings.get("system_name") or system_id, settings,
-                                      first["backend"])
+    description = with_workers(machine_description(division, submitter, settings.get("system_name") or system_id,
+                                                   settings, first["backend"]), first)
     out = args.out or args.build_dir / "submission"
     root = out / STEM
     for suffix in (*ARTIFACT_SUFFIXES, OFFICIAL_CSV):  # never leave artifacts of an earlier build beside a new tree

@@ -96,21 +96,21 @@ def description_markdown(all_runs: list[ScenarioRuns], description: dict, entrie
     lines = [f"# MLPerf Inference bert-99: {description['system_name']}", "",
              f"Submitter {description['submitter']}, {description['division']} division, "
              f"{'short (SCC) submission' if short else 'full submission'}.", "", "## Platform", ""]
-    for name in ("host_processor_model_name", "host_processors_per_node", "host_processor_core_count",
-                 "host_memory_capacity", "accelerator_model_name", "accelerators_per_node",
-                 "accelerator_memory_capacity", "operating_system"):
+    for name in ("number_of_nodes", "host_processor_model_name", "host_processors_per_node",
+                 "host_processor_core_count", "host_memory_capacity", "accelerator_model_name",
+                 "accelerators_per_node", "accelerator_memory_capacity", "operating_system", "sw_notes"):
         lines.append(f"- {name}: {description[name]}")
     lines += ["", "## Software", "", f"- framework: {description['framework']}",
               f"- other: {description['other_software_stack']}", "", "## Results", "",
-              f"| scenario | result | units | accuracy | backend | device | precision | compliant settings | {TEST} |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+              f"| scenario | result | units | accuracy | backend | device | precision | workers | compliant settings "
+              f"| {TEST} |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for runs, entry in zip(all_runs, entries.values(), strict=True):
         info = runs.performance_info
         compliant = "yes" if entry["compliance"] else f"no (COUNT={info.get('count') or runs.accuracy_info['count']})"
         result = f"{entry['Result']:.3f}" if entry["Result"] is not None else "n/a"
         test01 = ("PASS" if passed_test01(runs.test01_dir) else "FAIL") if runs.test01_dir else "none"
         lines.append(f"| {runs.scenario} | {result} | {entry['Units']} | {entry['Accuracy']} | {info['backend']} "
-                     f"| {info['device']} | {info['precision']} | {compliant} | {test01} |")
+                     f"| {info['device']} | {info['precision']} | {info.get('workers', 1)} | {compliant} | {test01} |")
     lines += ["", "## Reproduce", "", "```bash", run_commands.rstrip(), "```", ""]
     return "\n".join(lines)
 

@@ -187,3 +187,20 @@ def machine_description(division: str, submitter: str, system_name: str, setting
     }
     description.update(settings.get("system", {}))
     return description
+
+
+def with_workers(description: dict, info: dict) -> dict:
+    """A run over several ranks (WORKERS=N): nodes and accelerators as it ran, the ranks in the notes."""
+    workers = info.get("workers", 1)
+    if workers == 1:
+        return description
+    devices = info.get("devices", [])
+    per_host: dict[str, int] = {}
+    for entry in devices:  # host:device, as "node7:cuda:3" or "node7:cpu"
+        host, _, device = entry.partition(":")
+        if device.startswith("cuda"):
+            per_host[host] = per_host.get(host, 0) + 1
+    note = f"{workers} ranks over {info.get('nodes', 1)} node(s) under torch.distributed (WORKERS={workers})"
+    return {**description, "number_of_nodes": info.get("nodes", 1),
+            "accelerators_per_node": str(max(per_host.values()) if per_host else 0),
+            "sw_notes": f"{description.get('sw_notes', '')}; {note}".lstrip("; ")}

@@ -174,6 +174,7 @@ class WorkerPool:
             self.workers.append(LocalWorker(local_backend, features, peers[0]))
         self.workers += [RemoteWorker(peer, features, timeout_s) for peer in peers[1:]]
         self.window = DEPTH * len(self.workers)  # batches the SUT may have outstanding
+        self.parallelism = len(self.workers)  # the SUT cuts a query into enough batches for all of them
         self._free = threading.Condition()
 
     def submit_rows(self, rows: np.ndarray) -> Callable[[], np.ndarray]:

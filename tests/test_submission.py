@@ -294,3 +294,15 @@ def test_submitter_that_is_not_a_folder_name_is_refused(runs_dir, tmp_path):
     assert result.returncode == 2
     assert "submitter '../elsewhere' is a folder name in the submission tree" in result.stderr
     assert not out.exists() and not (tmp_path / "elsewhere").exists()
+
+
+def test_a_run_over_several_ranks_describes_its_nodes_and_accelerators():
+    from submission.system import with_workers
+
+    base = {"number_of_nodes": 1, "accelerators_per_node": "8", "sw_notes": "bert99-harness"}
+    info = {"workers": 16, "nodes": 2, "devices": [f"node{n}:cuda:{gpu}" for n in (1, 2) for gpu in range(8)]}
+    described = with_workers(base, info)
+    assert (described["number_of_nodes"], described["accelerators_per_node"]) == (2, "8")
+    assert described["sw_notes"] == "bert99-harness; 16 ranks over 2 node(s) under torch.distributed (WORKERS=16)"
+    cpu = with_workers(base, {"workers": 2, "nodes": 1, "devices": ["vm:cpu", "vm:cpu"]})
+    assert cpu["accelerators_per_node"] == "0" and with_workers(base, {"workers": 1}) == base

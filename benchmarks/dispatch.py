@@ -1,0 +1,149 @@
+"""What dealing batches to workers costs rank 0, and how well it scales, without GPUs.
+
+    python -m benchmarks.dispatch [--samples-per-second 1000] [--workers 1 2 4 8] [--update-docs]
+
+Real LoadGen (Offline, all 10,833 dev features), the real SUT and WorkerPool (sut/workers.py), real
+Gloo ranks on this machine; only the backends stand in. Dispatch: 4 workers whose backend returns
+zeros at once, rank 0 computing nothing: the run's time per sample is what rank 0 (LoadGen, the SUT,
+dealing, receiving) costs. Scaling: workers whose backend sleeps as a GPU of the given speed would
+(time proportional to tokens), H100 batching; efficiency = rate at N / (N x rate at 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import socket
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch.multiprocessing as mp
+
+from harness.cli_common import run_main
+
+MEAN_TOKENS = 178.5  # the dev features' mean real length
+
+
+class ZeroBackend:
+    name, precisions, input_data_type, option_types = "zeros", ("fp32",), "int32", {}
+
+    def predict(self, input_ids, input_mask, segment_ids):
+        return np.zeros((*input_ids.shape, 2), np.float32)
+
+
+class SleepingBackend(ZeroBackend):
+    """A device of `samples_per_second` on SQuAD's mean length: each batch takes its tokens' share of a second."""
+
+    def __init__(self, samples_per_second: float):
+        self.seconds_per_token = 1 / (samples_per_second * MEAN_TOKENS)
+
+    def predict(self, input_ids, input_mask, segment_ids):
+        time.sleep(self.seconds_per_token * int(input_mask.sum()))
+        return super().predict(input_ids, input_mask, segment_ids)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def rank_main(rank: int, world: int, port: int, backend, build_dir: Path, batch_size: int, max_tokens, results):
+    import mlperf_loadgen as lg
+    import torch.distributed as dist
+
+    from harness.settings import test_settings
+    from qsl.cache import load_features
+    from qsl.loadgen_qsl import SquadQSL
+    from sut.sut import SUT
+    from sut.workers import Peer, WorkerPool, serve
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    features = load_features(build_dir / "data" / "squad_features.npz", log=lambda *_: None)
+    if rank:
+        serve(backend, features)
+        dist.destroy_process_group()
+        return
+    pool = WorkerPool(None, features, [Peer(index, "localhost", "stand-in") for index in range(world)], 600)
+    user_conf = build_dir / "dispatch-user.conf"
+    user_conf.write_text("")
+    settings = test_settings(user_conf, "Offline", accuracy=False, count=len(features))
+    log_settings = lg.LogSettings()
+    log_settings.log_output.outdir = str(build_dir / "dispatch-logs")
+    (build_dir / "dispatch-logs").mkdir(exist_ok=True)
+    qsl, sut = SquadQSL(features, len(features)), SUT(pool, features, batch_size, max_tokens)
+    started = time.perf_counter()
+    lg.StartTestWithLogSettings(sut.handle, qsl.handle, settings, log_settings)
+    seconds = time.perf_counter() - started
+    sut.close()
+    qsl.close()
+    pool.close()
+    dist.destroy_process_group()
+    results.put((sut.samples_done, seconds, sut.error))
+
+
+def timed_run(workers: int, backend, build_dir: Path, batch_size: int, max_tokens) -> tuple[int, float]:
+    context = mp.get_context("spawn")
+    results = context.Queue()
+    port = free_port()
+    world = workers + 1  # rank 0 deals, computes nothing
+    processes = [context.Process(target=rank_main, args=(rank, world, port, backend, build_dir, batch_size,
+                                                         max_tokens, results)) for rank in range(world)]
+    for process in processes:
+        process.start()
+    samples, seconds, error = results.get(timeout=3600)
+    for process in processes:
+        process.join(timeout=60)
+    if error is not None:
+        raise RuntimeError(f"the run failed: {error!r}")
+    return samples, seconds
+
+
+def main() -> None:
+    from benchmarks.bench import record
+    from harness.settings import load_system
+    from qsl.cache import load_features
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.dispatch", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples-per-second", type=float, default=1000.0,
+                        help="the simulated device's speed, per worker (default 1000)")
+    parser.add_argument("--workers", nargs="*", type=int, default=[1, 2, 4, 8])
+    parser.add_argument("--build-dir", type=Path, default=Path("build"))
+    parser.add_argument("--update-docs", action="store_true", help="also record the tables in docs/benchmarks.md")
+    args = parser.parse_args()
+    load_features(args.build_dir / "data" / "squad_features.npz")  # built once, before the ranks read it
+    h100 = load_system("h100")
+    samples, seconds = timed_run(4, ZeroBackend(), args.build_dir, h100.batch_size, h100.max_tokens)
+    per_sample_us = seconds / samples * 1e6
+    print(f"dispatch: {samples:,} samples over 4 zero workers in {seconds:.2f} s: {per_sample_us:.1f} us per sample")
+    rows = []
+    for workers in args.workers:
+        count, taken = timed_run(workers, SleepingBackend(args.samples_per_second), args.build_dir,
+                                 h100.batch_size, h100.max_tokens)
+        rows.append((workers, count / taken))
+        base = rows[0][1] / rows[0][0]
+        print(f"  {workers} simulated devices: {count / taken:,.0f} samples/s, efficiency "
+              f"{count / taken / (workers * base):.1%}", flush=True)
+    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [f"## Workers: dispatch and scaling without GPUs, measured {started}", "",
+             f"- {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
+             f"{platform.python_version()}; `{' '.join(['python -m benchmarks.dispatch', *sys.argv[1:]])}`",
+             "- Real LoadGen (Offline, 10,833 dev features), SUT, WorkerPool and Gloo ranks on this machine; rank 0 "
+             "deals only; H100 batching (configs/systems/h100.json)", "",
+             f"Dispatch, 4 workers answering zeros at once: {per_sample_us:.1f} us per sample "
+             f"({samples / seconds:,.0f} samples/s)", "",
+             f"Scaling, workers sleeping as a device of {args.samples_per_second:,.0f} samples/s would:", "",
+             "| workers | samples/s | efficiency |", "|---:|---:|---:|"]
+    lines += [f"| {workers} | {rate:,.0f} | {rate / (workers * rows[0][1] / rows[0][0]):.1%} |"
+              for workers, rate in rows]
+    record(f"dispatch-{args.samples_per_second:.0f}", lines, args.build_dir, args.update_docs)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,105 @@
+"""The sbatch scripts in slurm/, run end to end under stand-in sbatch, srun and scontrol that start local ranks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO, cli_environment
+
+pytestmark = pytest.mark.slow  # every script makes real LoadGen runs over real ranks
+
+SBATCH = """#!{python}
+# Stand-in sbatch: the job runs at once, here, with the SLURM variables a real allocation sets.
+import os, re, subprocess, sys
+options, script = sys.argv[1:-1], sys.argv[-1]
+settings = dict(re.findall(r"^#SBATCH --([\\w-]+)=(\\S+)", open(script).read(), re.M))
+settings.update(option[2:].split("=", 1) for option in options if "=" in option)
+nodes, per_node = int(settings.get("nodes", 1)), int(settings.get("ntasks-per-node", 1))
+environment = {{**os.environ, "SLURM_JOB_ID": "42", "SLURM_SUBMIT_DIR": os.getcwd(), "SLURM_NNODES": str(nodes),
+               "SLURM_JOB_NODELIST": f"node[1-{{nodes}}]", "SLURM_NTASKS": str(nodes * per_node),
+               "SLURM_NTASKS_PER_NODE": str(per_node), "SLURM_GPUS_ON_NODE": "0"}}
+sys.exit(subprocess.run(["bash", script], env=environment).returncode)
+"""
+SRUN = """#!{python}
+# Stand-in srun: --ntasks copies of the command as local processes, each with its SLURM_PROCID.
+import os, subprocess, sys
+arguments = sys.argv[1:]
+options = {{}}
+while arguments and arguments[0].startswith("--"):
+    key, _, value = arguments.pop(0)[2:].partition("=")
+    options[key] = value
+tasks = int(options.get("ntasks", os.environ["SLURM_NTASKS"]))
+per_node = int(os.environ.get("SLURM_NTASKS_PER_NODE", tasks))
+def task_environment(task):
+    return {{**os.environ, "SLURM_PROCID": str(task), "SLURM_NTASKS": str(tasks), "SLURM_LOCALID": str(task % per_node),
+            "SLURM_NODEID": str(task // per_node), "SLURM_NNODES": str(-(-tasks // per_node))}}
+processes = [subprocess.Popen(arguments, env=task_environment(task)) for task in range(tasks)]
+codes = [process.wait() for process in processes]
+sys.exit(max(codes))
+"""
+SCONTROL = """#!/bin/sh
+# Stand-in scontrol: every node of the allocation is this machine.
+[ "$1 $2" = "show hostnames" ] && for node in $(seq "${SLURM_NNODES:-1}"); do echo 127.0.0.1; done
+"""
+
+
+@pytest.fixture
+def slurm(tmp_path, build_dir, features, small_model):
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    for name, text in (("sbatch", SBATCH.format(python=sys.executable)), ("srun", SRUN.format(python=sys.executable)),
+                       ("scontrol", SCONTROL)):
+        (tools / name).write_text(text)
+        (tools / name).chmod(0o755)
+    build = tmp_path / "build"
+    (build / "data").mkdir(parents=True)
+    os.link(build_dir / "data" / "squad_features.npz", build / "data" / "squad_features.npz")
+    environment = {**cli_environment(), "PATH": f"{tools}:{os.environ['PATH']}", "PYTHON": sys.executable,
+                   "BUILD": str(build), "MODEL": str(small_model), "DEVICE": "cpu", "COUNT": "32"}
+    return environment, build
+
+
+def sbatch(environment: dict, *arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["sbatch", *arguments], cwd=REPO, env=environment, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_one_node_with_two_workers(slurm):
+    environment, build = slurm
+    result = sbatch({**environment, "WORKERS": "2"}, "slurm/perf-node.sbatch")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "LoadGen result: VALID" in result.stdout and f"results: {build}/logs" in result.stdout
+    info = json.loads(next(build.glob("logs/*/pytorch/fp32-cpu-workers2/Offline/performance/run_1/run_info.json"))
+                      .read_text())
+    assert info["workers"] == 2 and info["nodes"] == 1
+
+
+def test_two_nodes_under_srun(slurm):
+    environment, build = slurm
+    result = sbatch(environment, "--nodes=2", "--ntasks-per-node=1", "slurm/perf-nodes.sbatch")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "LoadGen result: VALID" in result.stdout and "rank 0 ran on 127.0.0.1" in result.stdout
+    info = json.loads(next(build.glob("logs/*/pytorch/fp32-cpu-workers2/Offline/performance/run_1/run_info.json"))
+                      .read_text())
+    assert info["workers"] == 2 and info["nodes"] == 2 and len(info["devices"]) == 2
+
+
+@pytest.mark.parametrize("launcher", ["local", "srun"])
+def test_scaling_job(slurm, launcher):
+    environment, build = slurm
+    extra = ["--nodes=2", "--ntasks-per-node=1"] if launcher == "srun" else []
+    result = sbatch({**environment, "WORKERS": "1 2", "LAUNCHER": launcher}, *extra, "slurm/scale.sbatch")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    folder = next(build.glob("scale/*"))
+    rows = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
+    assert [(row["workers"], row["status"], row["loadgen_result"]) for row in rows] == [(1, "ok", "VALID"),
+                                                                                      (2, "ok", "VALID")]
+    assert rows[0]["efficiency"] == 1.0 and 0 < rows[1]["efficiency"] and rows[1]["nodes"] == (
+        2 if launcher == "srun" else 1)
+    assert "| workers | nodes | samples/s | speedup | efficiency |" in (folder / "scaling.md").read_text()
+    assert (folder / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
