@@ -237,8 +237,10 @@ def memory_hint(error: BaseException, system: SystemConfig, batch_size: int) -> 
     """For an out-of-memory error, the settings that size the batches; else nothing."""
     if "out of memory" not in str(error).lower():
         return ""
+    path = system.path.resolve()
+    shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path  # as the user would type it
     return (f"; the batches did not fit: lower max_tokens ({system.max_tokens or 'none set'}) or batch_size "
-            f"({batch_size}) in {system.path}, or give BATCH_SIZE=")
+            f"({batch_size}) in {shown}, or give BATCH_SIZE=")
 
 
 def quick_run_lines(count: int) -> list[str]:
