@@ -21,7 +21,6 @@ import itertools
 import json
 import os
 import re
-import resource
 import shlex
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.cli_common import add_data_options, add_shape_option, run_main, sample_source
+from harness.energy import peak_memory
 from harness.errors import HarnessError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -204,15 +204,6 @@ def percentiles_ms(seconds: list[float]) -> dict:
     values = np.array(seconds) * 1000
     return {"p50": float(np.percentile(values, 50)), "p90": float(np.percentile(values, 90)),
             "p99": float(np.percentile(values, 99))}
-
-
-def peak_memory(device: str) -> int:
-    """The device's peak allocation, or on CPU this process's peak resident set."""
-    import torch
-
-    if device.startswith("cuda"):
-        return int(torch.cuda.max_memory_allocated(device))
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
 def energy_fields(reading, samples: int) -> dict:

@@ -104,18 +104,18 @@ def watch_startup(ranks: list[subprocess.Popen]) -> None:
     threading.Thread(target=watch, name="rank-watch", daemon=True).start()
 
 
-def join(rank: Rank, device: str, input_data_type: str) -> list:
-    """Join the process group; every rank's (host, device, input type), once every rank has built its backend."""
+def join(rank: Rank, details: tuple, backend: str = "gloo") -> list:
+    """Join the process group; every rank's (host, *details), once every rank has got this far."""
     import torch.distributed as dist
 
     if "MASTER_ADDR" not in os.environ or "MASTER_PORT" not in os.environ:
         raise HarnessError("a distributed run needs MASTER_ADDR and MASTER_PORT (torchrun sets them; under srun, "
                            "export them: see slurm/*.sbatch)")
-    dist.init_process_group("gloo", init_method="env://", rank=rank.rank, world_size=rank.world,
+    dist.init_process_group(backend, init_method="env://", rank=rank.rank, world_size=rank.world,
                             timeout=GROUP_TIMEOUT)
     everyone: list = [None] * rank.world
     try:
-        dist.all_gather_object(everyone, (socket.gethostname(), device, input_data_type))
+        dist.all_gather_object(everyone, (socket.gethostname(), *details))
     except RuntimeError as error:
         raise HarnessError(f"a rank failed while starting (its own error is printed above): "
                            f"{str(error).splitlines()[0][:200]}") from error
@@ -144,7 +144,7 @@ def distribute(rank: Rank, backend, features, device: str, timeout_s: float | No
 
     from sut.workers import Peer, WorkerPool, serve
 
-    everyone = join(rank, device, backend.input_data_type if backend is not None else "")
+    everyone = join(rank, (device, backend.input_data_type if backend is not None else ""))
     if not rank.is_leader:
         try:
             serve(backend, features)

@@ -1,4 +1,5 @@
-"""Energy, measured or not at all: NVML on NVIDIA GPUs, RAPL on CPUs, else a reason instead of a number.
+"""Energy, measured or not at all: NVML on NVIDIA GPUs, RAPL on CPUs, else a reason instead of a number;
+and the device's other counters runs report beside it (GPU utilisation, peak memory).
 
 One interface for sweeps, benchmarks and training: `meter = energy_meter(device)`, `meter.start()`, then
 `meter.stop()` gives an EnergyReading whose `joules` is None when nothing could be read, with `source`
@@ -7,6 +8,7 @@ saying why. No estimate from a TDP table is ever passed off as a measurement.
 
 from __future__ import annotations
 
+import resource
 import threading
 import time
 from dataclasses import dataclass
@@ -37,12 +39,19 @@ class NoMeter:
     def stop(self) -> EnergyReading:
         return EnergyReading(None, time.perf_counter() - self.started, self.reason)
 
+    def utilisation(self) -> int | None:
+        """The GPU's busy percentage over the last sample period; None where there is no NVML."""
+        return None
+
 
 class RaplMeter:
     """The package domains' energy counters (microjoules), each wrapping at its own max_energy_range_uj."""
 
     def __init__(self, domains: list[Path]):
         self.domains = domains
+
+    def utilisation(self) -> None:
+        return None
 
     def _read(self) -> list[int]:
         return [int((domain / "energy_uj").read_text()) for domain in self.domains]
@@ -71,6 +80,9 @@ class NvmlMeter:
             self.counter = True
         except pynvml.NVMLError:
             self.counter = False
+
+    def utilisation(self) -> int:
+        return int(self.nvml.nvmlDeviceGetUtilizationRates(self.handle).gpu)
 
     def _sample(self) -> None:
         previous = time.perf_counter()
@@ -143,3 +155,12 @@ def energy_meter(device: str, powercap: Path = POWERCAP):
             return NoMeter(f"no NVML: {error}")
     domains, reason = rapl_domains(powercap)
     return RaplMeter(domains) if domains else NoMeter(reason)
+
+
+def peak_memory(device: str) -> int:
+    """The device's peak allocation, or on CPU this process's peak resident set."""
+    import torch
+
+    if device.startswith("cuda"):
+        return int(torch.cuda.max_memory_allocated(device))
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024

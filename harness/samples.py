@@ -57,7 +57,8 @@ class SampleSource:
         return []
 
 
-def _whole_number(name: str, value: str | int | None, low: int, high: int | None = None) -> int | None:
+def whole_number(name: str, value: str | int | None, low: int, high: int | None = None) -> int | None:
+    """A make variable that must be a whole number in range; None when not given."""
     if value is None or value == "":
         return None
     text = str(value)
@@ -73,8 +74,8 @@ def resolve_samples(data: str | None = None, seq_len: str | int | None = None, d
     data = data or "squad"
     if data not in DATA_SOURCES:
         raise HarnessError(f"unknown DATA={data}; choose squad (the dev set, the default) or synthetic (generated)")
-    seq_length = _whole_number("SEQ_LEN", seq_len, *SEQ_LEN_RANGE) or MAX_SEQ_LENGTH
-    stride = _whole_number("DOC_STRIDE", doc_stride, 1)
+    seq_length = whole_number("SEQ_LEN", seq_len, *SEQ_LEN_RANGE) or MAX_SEQ_LENGTH
+    stride = whole_number("DOC_STRIDE", doc_stride, 1)
     if data == "squad":
         given = [name for name, value in (("SAMPLES", samples), ("LENGTHS", lengths), ("SEED", seed))
                  if value not in (None, "")]
@@ -92,8 +93,8 @@ def resolve_samples(data: str | None = None, seq_len: str | int | None = None, d
         raise HarnessError(f"unknown LENGTHS={lengths}; choose squad (SQuAD dev's distribution) or full "
                            "(every sample SEQ_LEN tokens)")
     return SampleSource("synthetic", layout_featurisation(seq_length),
-                        _whole_number("SAMPLES", samples, 1) or DEFAULT_SAMPLES, lengths or "squad",
-                        _whole_number("SEED", seed, 0) or 0)
+                        whole_number("SAMPLES", samples, 1) or DEFAULT_SAMPLES, lengths or "squad",
+                        whole_number("SEED", seed, 0) or 0)
 
 
 def load_samples(source: SampleSource, build_dir: Path, log=print) -> ModelInputs:

@@ -59,18 +59,24 @@ def _is_whitespace(char: str) -> bool:
 
 def split_whitespace(text: str) -> list[str]:
     """Whitespace split exactly as the reference does (it also treats U+202F as a space)."""
+    return split_whitespace_with_offsets(text)[0]
+
+
+def split_whitespace_with_offsets(text: str) -> tuple[list[str], list[int]]:
+    """The words, and for each character the index of the word it belongs to (training finds answers by it)."""
     words: list[str] = []
+    word_of_char: list[int] = []
     previous_is_space = True
     for char in text:
         if _is_whitespace(char):
             previous_is_space = True
-            continue
-        if previous_is_space:
+        elif previous_is_space:
             words.append(char)
+            previous_is_space = False
         else:
             words[-1] += char
-        previous_is_space = False
-    return words
+        word_of_char.append(len(words) - 1)
+    return words, word_of_char
 
 
 def read_examples(dataset: dict) -> list[Example]:

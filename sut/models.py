@@ -204,7 +204,8 @@ def load_hf_directory(path: Path, log=print) -> LoadedModel:
                            f"config.json and {weights[0]} (copy the directory again), or pass another MODEL=") \
             from error
     _check_keys(path, info["missing_keys"], info["unexpected_keys"], log)
-    return LoadedModel(module.eval(), _slug(path.name), str(path), is_random=False)
+    name = path.resolve().parent.name if path.name == "model" else path.name  # build/train/<run>/model: the run's
+    return LoadedModel(module.eval(), _slug(name), str(path), is_random=False)
 
 
 def load_model(model: str | None, build_dir: Path, allow_random: bool, trust_checkpoint: bool = False,
