@@ -30,6 +30,9 @@ SHAPE      ?=
 WORKERS    ?=
 RANK0_COMPUTES ?=
 WORKER_TIMEOUT ?=
+# make train / train-compare (train/): PARALLEL STAGES MICROBATCHES SCHEDULE STEPS EPOCHS ACCUMULATE LR WARMUP DROPOUT
+# DATASET EVAL_EVERY VAL_QUESTIONS CHECKPOINT_EVERY TARGET_LOSS RUN RESUME, with MODEL SHAPE WORKERS PRECISION DEVICE
+# BATCH_SIZE SEED SEQ_LEN DOC_STRIDE
 
 ifeq ($(origin PYTHON),undefined)
 PYTHON := .venv/bin/python
@@ -51,10 +54,16 @@ RUN_ARGS = $(DATA_ARGS) $(if $(SHAPE),--shape "$(SHAPE)") --scenario $(SCENARIO)
 	$(if $(TRUST_CHECKPOINT),--trust-checkpoint) $(if $(TRACE),--enable-trace) \
 	$(foreach option,$(BACKEND_OPTIONS),--backend-option $(option))
 
-.PHONY: help all setup features perf accuracy compliance submission download sweep scale bench profile test test-fast mutation lint clean distclean
+TRAIN_OPTIONS = model shape dataset precision device steps epochs batch_size accumulate lr warmup dropout seed seq_len \
+	doc_stride eval_every val_questions microbatches schedule target_loss
+TRAIN_ARGS = --build-dir "$(BUILD)" $(foreach option,$(TRAIN_OPTIONS),$(if $($(call upper,$(option))),--$(subst _,-,$(option)) "$($(call upper,$(option)))"))
+upper = $(shell echo $(1) | tr a-z A-Z)
+
+.PHONY: help all setup features perf accuracy compliance submission download sweep scale bench profile train train-compare test test-fast mutation lint clean distclean
 
 help:
-	@echo "Targets: all setup features perf accuracy compliance submission download sweep scale bench profile test"
+	@echo "Targets: all setup features perf accuracy compliance submission download sweep scale bench profile train"
+	@echo "         train-compare test"
 	@echo "         test-fast mutation lint clean distclean"
 	@echo "One command to a submission: make all (accuracy + perf [+ compliance if SHORT=0] per scenario, then"
 	@echo "           submission; SCENARIOS=\"Offline Server\", default: what configs/submission.json's system_type needs)"
@@ -70,7 +79,11 @@ help:
 	@echo "Benchmarks: make bench, make profile (tables in $(BUILD)/bench/; UPDATE_DOCS=1 also into docs/benchmarks.md)"
 	@echo "Sweeps: make sweep BATCH_SIZES=\"1 4 16\" MAX_TOKENS=\"none 4096\" PRECISIONS= BACKENDS= MODE=direct|loadgen"
 	@echo "           NAME= OPTIMAL=1 OPTIMAL_FILE= (rows, plots and the optimal system file in $(BUILD)/sweeps/<name>/)"
-	@echo "Details: README.md, or $(PYTHON) -m harness perf --help"
+	@echo "Training: make train MODEL=<BERT dir>|SHAPE= PARALLEL=none|ddp|pipeline WORKERS= STAGES= MICROBATCHES="
+	@echo "           SCHEDULE=1f1b|gpipe PRECISION=fp32|bf16|fp16 STEPS=|EPOCHS= BATCH_SIZE= ACCUMULATE= LR= WARMUP= DROPOUT="
+	@echo "           DATASET=dev-split|squad|squad_v2 EVAL_EVERY= VAL_QUESTIONS= CHECKPOINT_EVERY= TARGET_LOSS= RUN= RESUME=1"
+	@echo "           make train-compare (baseline, DDP over WORKERS, pipelines of STAGES=\"2 4\"; NAME=)"
+	@echo "Details: README.md, or $(PYTHON) -m harness perf --help, $(PYTHON) -m train --help"
 
 # From nothing to a packaged submission: per scenario an accuracy run (first: it is short, and refuses a missing
 # model before a 10-minute performance run), a performance run and, for a full (SHORT=0, closed) submission,
@@ -152,6 +165,18 @@ profile: $(ENV)
 	$(PYTHON) -m benchmarks.batch_profile --build-dir "$(BUILD)" $(if $(filter 1,$(UPDATE_DOCS)),--update-docs) $(if $(MODEL),--model "$(MODEL)") \
 		$(if $(DEVICE),--device $(DEVICE)) $(if $(PRECISION),--precision $(PRECISION)) $(if $(SYSTEM),--system $(SYSTEM)) \
 		$(foreach option,$(BACKEND_OPTIONS),--backend-option $(option))
+
+# Fine-tune a BERT question-answering model (train/): metrics, checkpoints and the model under $(BUILD)/train/<run>/.
+train: $(ENV)
+	$(PYTHON) -m train $(TRAIN_ARGS) $(if $(PARALLEL),--parallel $(PARALLEL)) $(if $(WORKERS),--workers $(WORKERS)) \
+		$(if $(STAGES),--stages $(STAGES)) $(if $(CHECKPOINT_EVERY),--checkpoint-every $(CHECKPOINT_EVERY)) \
+		$(if $(RUN),--run "$(RUN)") $(if $(filter 1,$(RESUME)),--resume)
+
+# The same training on one worker, DDP over WORKERS and pipelines of STAGES (benchmarks/train_compare.py).
+train-compare: $(ENV)
+	$(PYTHON) -m benchmarks.train_compare $(TRAIN_ARGS) $(if $(WORKERS),--workers $(WORKERS)) \
+		$(if $(STAGES),--stages $(STAGES)) $(if $(NAME),--name "$(NAME)")
+
 
 test: $(ENV)
 	$(PYTHON) -m pytest -q

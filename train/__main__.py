@@ -1,0 +1,212 @@
+"""`make train` / `python -m train`: fine-tune a BERT question-answering model on SQuAD, measured step by step.
+
+    python -m train --model DIR | --shape S  [--parallel none|ddp|pipeline] [--workers N] [--stages N]
+        [--microbatches M] [--schedule 1f1b|gpipe] [--precision fp32|bf16|fp16] [--steps N | --epochs N]
+        [--batch-size B] [--accumulate K] [--lr X] [--dataset dev-split|squad|squad_v2] [--resume] [--run NAME]
+
+The run folder build/train/<run>/ holds run.json, steps.jsonl, evals.jsonl, checkpoints/, summary.json and
+model/ (a Hugging Face directory: `make accuracy MODEL=build/train/<run>/model`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from harness.cli_common import REPO, add_shape_option, run_main
+from harness.errors import HarnessError
+
+EPILOG = """examples:
+  make train MODEL=../shared/models/minilm-squad-devhalf STEPS=30
+  make train MODEL=bert-base-uncased PARALLEL=ddp WORKERS=4 PRECISION=bf16 EPOCHS=2
+  make train SHAPE=bert-base PARALLEL=pipeline STAGES=4 MICROBATCHES=8 SCHEDULE=gpipe
+  make train ... RESUME=1        continue an interrupted run from its last checkpoint
+  make train-compare             the same data and seed on 1 worker, DDP, 2 and 4 pipeline stages"""
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m train", description=__doc__.split("\n\n")[0], epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="a Hugging Face BERT directory (with or without a SQuAD head: a new head "
+                                        "starts from random weights) or an MLPerf model.pytorch")
+    add_shape_option(parser)
+    parser.add_argument("--dataset", help="dev-split (default, offline: the shipped dev set's even articles train, odd "
+                                          "ones validate), squad or squad_v2 (the hub's train/validation sets)")
+    parser.add_argument("--parallel", help="none (default: one process), ddp (a replica per worker) or pipeline "
+                                           "(a stage per worker, torch.distributed.pipelining)")
+    parser.add_argument("--workers", help="ranks for PARALLEL=ddp (default 2); started here, or by torchrun/srun")
+    parser.add_argument("--stages", help="pipeline stages, one rank each (default 2); at most the encoder's layers")
+    parser.add_argument("--microbatches", help="microbatches per pipeline step (default 2 x STAGES)")
+    parser.add_argument("--schedule", help="pipeline schedule: 1f1b (default) or gpipe")
+    parser.add_argument("--precision", help="fp32 (default), bf16 or fp16 (autocast; fp16 with dynamic loss scaling)")
+    parser.add_argument("--device", help="cpu, cuda (default when there is a GPU) or cuda:N")
+    parser.add_argument("--steps", help="optimiser steps (default: EPOCHS epochs' worth)")
+    parser.add_argument("--epochs", help="passes over the training features (default 2)")
+    parser.add_argument("--batch-size", help="global batch: features per optimiser step, over all workers (default 32)")
+    parser.add_argument("--accumulate", help="gradient accumulation: each step in this many slices (default 1)")
+    parser.add_argument("--lr", help="peak learning rate of AdamW (default 5e-5)")
+    parser.add_argument("--warmup", help="fraction of the steps over which the rate climbs from 0 (default 0.1); "
+                                         "it then falls linearly to 0")
+    parser.add_argument("--dropout", help="dropout everywhere in the model (default: the model's own, 0.1 for BERT); "
+                                          "0 makes configurations comparable step by step")
+    parser.add_argument("--seed", help="data order, dropout and new weights (default 0)")
+    parser.add_argument("--seq-len", help="tokens per feature (default 384, as the benchmark)")
+    parser.add_argument("--doc-stride", help="paragraph window stride (default SEQ_LEN // 3: 128 at 384)")
+    parser.add_argument("--eval-every", help="also validate every N steps (default: at each epoch's end and the last "
+                                             "step)")
+    parser.add_argument("--val-questions", help="validate on the first N validation questions (default all)")
+    parser.add_argument("--checkpoint-every", help="steps between checkpoints (default 100; 0: epoch ends only); one "
+                                                   "is also written at the end and on Ctrl-C")
+    parser.add_argument("--target-loss", help="the summary's time to reach this training loss (default 2.0)")
+    parser.add_argument("--run", help="the run folder's name under build/train (default: from model and settings)")
+    parser.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    parser.add_argument("--build-dir", type=Path, default=REPO / "build")
+    return parser
+
+
+def check_run_folder(folder: Path, config, resume: bool) -> None:
+    """A new run refuses a folder that holds one; RESUME=1 needs one, started with the same settings."""
+    saved = folder / "run.json"
+    if not resume:
+        if saved.is_file():
+            raise HarnessError(f"{folder} already holds a run: RESUME=1 continues it, RUN=<name> starts another, or "
+                               f"delete the folder to start it over")
+        return
+    if not saved.is_file():
+        raise HarnessError(f"RESUME=1 but {folder} holds no run to continue; drop RESUME to start it")
+    before = json.loads(saved.read_text())["config"]
+    changed = [f"{key.upper()}={before.get(key)!r} then, {value!r} now" for key, value in config.as_dict().items()
+               if before.get(key) != value]
+    if changed:
+        raise HarnessError(f"RESUME=1 continues {folder} with the settings it started with; these differ: "
+                           f"{'; '.join(changed)}")
+
+
+def main() -> int:
+    args = parser().parse_args()
+    from harness.distributed import launched_rank, start_local_ranks
+    from train.config import check_device, resolve, run_dir
+    from train.model import layer_split, outline
+
+    config = resolve(args)
+    layers, model_name = outline(config.model, _shape(config))
+    if config.parallel == "pipeline":
+        layer_split(layers, config.stages)
+    check_device(config.device, config.workers)
+    folder = run_dir(args.build_dir, args.run or config.default_run_name(model_name))
+    rank = launched_rank()
+    if rank is None or rank.is_leader:
+        check_run_folder(folder, config, args.resume)
+    children = []
+    if rank is None and config.workers > 1:
+        children = start_local_ranks(config.workers, ["train", *sys.argv[1:]])
+        rank = launched_rank()
+    if rank is not None and rank.world != config.workers:
+        raise HarnessError(f"started as {rank.world} ranks, but the settings ask for {config.workers} "
+                           f"({'STAGES' if config.parallel == 'pipeline' else 'WORKERS'}); give the same number")
+    return train(config, args, folder, rank, model_name, children)
+
+
+def lost_rank(error: RuntimeError, step: int, folder: Path, children: list) -> HarnessError:
+    """A collective that failed because another rank went away: which one, and how to go on."""
+    import time
+
+    from train.checkpoint import latest_step
+
+    time.sleep(0.5)  # let a dying rank's exit be seen
+    dead = [str(index + 1) for index, child in enumerate(children) if child.poll() is not None]
+    who = f"rank {', '.join(dead)} exited" if dead else "another rank failed or exited (its error, if any, is above)"
+    saved = latest_step(folder)
+    resume = (f"RESUME=1 continues from the checkpoint of step {saved}" if saved is not None else
+              "no checkpoint was written yet (CHECKPOINT_EVERY=), so start it again")
+    return HarnessError(f"{who} during step {step + 1} ({str(error).splitlines()[0][:160]}); every rank has "
+                        f"stopped: {resume}")
+
+
+def train(config, args, folder: Path, rank, model_name: str, children: list) -> int:
+    import torch
+
+    from harness.distributed import join, leave, rank_device
+    from qsl.dataset import SHIPPED_VOCAB, VOCAB_SHA256
+    from qsl.features import Featurisation
+    from qsl.tokenizer import load_tokenizer
+    from train.data import load_split
+    from train.loop import Interrupted, Place, Recorder, Trainer, install_interrupt_flag, summarise
+    from train.model import load_for_training, set_dropout
+
+    if rank is not None:
+        device = rank_device(config.device, rank)
+        if device.startswith("cuda"):
+            torch.cuda.set_device(device)
+        join(rank, (device,), "nccl" if device.startswith("cuda") else "gloo")
+        place = Place(rank.rank, rank.world, device)
+    else:
+        place = Place(device=config.device)
+    log = print if place.leader else (lambda *_: None)
+    torch.manual_seed(config.seed)  # a new head's weights: the same on every rank
+    model = load_for_training(config.model, _shape(config), args.build_dir, config.seed, log)
+    if config.dropout is not None:
+        set_dropout(model, config.dropout)
+    tokenizer = load_tokenizer()
+    featurisation = Featurisation(config.seq_length, config.doc_stride)
+    cache = args.build_dir / "train" / "data"
+    train_split = load_split(config.dataset, "train", tokenizer, VOCAB_SHA256, featurisation, cache, log)
+    validation = load_split(config.dataset, "validation", tokenizer, VOCAB_SHA256, featurisation, cache, log)
+    trainer = Trainer(config, model, model_name, train_split, validation, tokenizer, folder, place, SHIPPED_VOCAB, log)
+    step = trainer.resume() if args.resume else 0
+    if args.resume and step == trainer.total_steps and (folder / "summary.json").is_file():
+        log(f"{folder} finished all {step} steps before: nothing to resume (its model: {folder / 'model'})")
+        leave()
+        return 0
+    if args.resume:
+        log(f"resuming {folder.name} at step {step} of {trainer.total_steps}" if step else
+            f"{folder.name} has no checkpoint yet: starting it from step 0")
+    if place.leader and not args.resume:  # only now: a run that failed to start leaves no folder to get in the way
+        folder.mkdir(parents=True, exist_ok=True)
+        started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+        (folder / "run.json").write_text(json.dumps({
+            "config": config.as_dict(), "started": started,
+            "command": shlex.join([sys.executable, "-m", "train", *sys.argv[1:]])}, indent=2) + "\n")
+    recorder = Recorder(folder, step) if place.leader else None
+    log(f"training {model_name}: {config.parallel} over {place.world} rank{'s' * (place.world > 1)} on "
+        f"{config.device}, {config.precision}, {trainer.total_steps} steps of {config.batch_size} features "
+        f"({len(train_split.features)} training features, {trainer.order.steps_per_epoch} steps per epoch); "
+        f"run folder {folder}")
+    interrupted, restore = install_interrupt_flag()
+    try:
+        session = trainer.run(recorder, interrupted)
+    except Interrupted as stopped:
+        log(f"stopped at step {stopped} of {trainer.total_steps}, checkpoint written: the same command with "
+            f"RESUME=1 continues from it")
+        leave()
+        return 130
+    except RuntimeError as error:
+        if place.world == 1:
+            raise
+        raise lost_rank(error, trainer.step, folder, children) from error
+    finally:
+        restore()
+    model_dir = trainer.save()
+    if recorder is not None:
+        summary = summarise(recorder, config, session, folder, model_dir)
+        (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        for key in ("runtime_s", "mean_samples_per_s", "mean_tokens_per_s", "final_loss", "time_to_target_loss_s",
+                    "validation_loss", "exact_match", "f1", "peak_memory_mb", "gpu_util_mean", "energy_j"):
+            log(f"  {key:<22} {summary[key]}")
+        log(f"summary: {folder / 'summary.json'}\nmodel: {model_dir}\nscore it: make accuracy MODEL={model_dir}")
+    leave()
+    return 0
+
+
+def _shape(config):
+    from sut.models import parse_shape
+
+    return parse_shape(config.shape) if config.shape else None
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,166 @@
+"""A training run's settings, checked before anything is loaded, and the run's name and folder."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.samples import resolve_samples, whole_number
+from sut.models import parse_shape
+from train.data import DATASETS
+from train.parallel import SCHEDULES
+
+PARALLEL_MODES = ("none", "ddp", "pipeline")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str | None
+    shape: str | None
+    dataset: str
+    parallel: str
+    workers: int
+    stages: int
+    microbatches: int
+    schedule: str
+    precision: str
+    device: str
+    epochs: int
+    steps: int | None
+    batch_size: int
+    accumulate: int
+    lr: float
+    warmup: float
+    weight_decay: float
+    max_grad_norm: float
+    dropout: float | None
+    seed: int
+    seq_length: int
+    doc_stride: int
+    eval_every: int
+    val_questions: int | None
+    checkpoint_every: int
+    target_loss: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def slice_size(self) -> int:
+        """Rows per forward and backward (the global batch over ACCUMULATE)."""
+        return self.batch_size // self.accumulate
+
+    def default_run_name(self, model_name: str) -> str:
+        layout = {"none": "", "ddp": f"-ddp{self.workers}", "pipeline": f"-pipeline{self.stages}-{self.schedule}"}
+        return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{model_name}{layout[self.parallel]}-{self.precision}-"
+                                                 f"{self.device.split(':')[0]}-b{self.batch_size}")
+
+
+def _number(name: str, value: str | None, default: float, low: float, high: float | None = None) -> float:
+    if value in (None, ""):
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not low <= number <= (high if high is not None else float("inf")):
+        bounds = f"from {low:g} to {high:g}" if high is not None else f"of at least {low:g}"
+        raise HarnessError(f"{name}={value} must be a number {bounds}")
+    return number
+
+
+def _choice(name: str, value: str | None, choices: tuple[str, ...]) -> str:
+    value = value or choices[0]
+    if value not in choices:
+        raise HarnessError(f"unknown {name}={value}; choose {', '.join(choices)} (default {choices[0]})")
+    return value
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_device(device: str, ranks: int) -> None:
+    """Refuse ranks the machine cannot give a device each: GPUs on a GPU run, cores on a CPU run."""
+    import torch
+
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise HarnessError(f"DEVICE={device} but torch sees no GPU ({torch.__version__}); use DEVICE=cpu")
+        if ranks > 1 and device != "cuda":
+            raise HarnessError(f"DEVICE={device} names one GPU; with {ranks} ranks each takes its own: DEVICE=cuda")
+        available, what = torch.cuda.device_count(), "GPUs"
+    elif device == "cpu":
+        available, what = os.cpu_count() or 1, "CPU cores"
+    else:
+        raise HarnessError(f"unknown DEVICE={device}; use cpu, cuda or cuda:N")
+    if ranks > available and "SLURM_PROCID" not in os.environ and "LOCAL_WORLD_SIZE" not in os.environ:
+        raise HarnessError(f"{ranks} ranks on this machine, which has {available} {what}: each rank needs one of its "
+                           f"own; give WORKERS (or STAGES) of at most {available}, or spread the ranks over nodes "
+                           "with srun (slurm/train.sbatch)")
+
+
+def resolve(args) -> TrainConfig:
+    """Every option as given (or its default), checked against the others; nothing is loaded yet."""
+    parallel = _choice("PARALLEL", args.parallel, PARALLEL_MODES)
+    workers = whole_number("WORKERS", args.workers, 1)
+    stages = whole_number("STAGES", args.stages, 2)
+    if parallel == "none" and (workers or 1) > 1:
+        raise HarnessError(f"WORKERS={workers} with PARALLEL=none: one process trains; give PARALLEL=ddp (a replica "
+                           "per worker) or PARALLEL=pipeline (a stage per worker)")
+    if stages is not None and parallel != "pipeline":
+        raise HarnessError(f"STAGES={stages} splits the model for PARALLEL=pipeline, not PARALLEL={parallel}")
+    if parallel == "pipeline":
+        stages = stages or workers or 2
+        if workers is not None and workers != stages:
+            raise HarnessError(f"PARALLEL=pipeline runs one rank per stage: WORKERS={workers} but STAGES={stages}; "
+                               "give STAGES alone")
+        workers = stages
+    elif parallel == "ddp":
+        workers = workers or 2
+    else:
+        workers = 1
+    microbatches = whole_number("MICROBATCHES", args.microbatches, 1)
+    if microbatches is not None and parallel != "pipeline":
+        raise HarnessError(f"MICROBATCHES={microbatches} is for PARALLEL=pipeline")
+    microbatches = microbatches or 2 * (stages or 1)
+    schedule = _choice("SCHEDULE", args.schedule, SCHEDULES)
+    if args.schedule and parallel != "pipeline":
+        raise HarnessError(f"SCHEDULE={args.schedule} is for PARALLEL=pipeline")
+    if args.shape:
+        parse_shape(args.shape)
+    batch_size = whole_number("BATCH_SIZE", args.batch_size, 1) or 32
+    accumulate = whole_number("ACCUMULATE", args.accumulate, 1) or 1
+    if batch_size % accumulate:
+        raise HarnessError(f"BATCH_SIZE={batch_size} does not divide into ACCUMULATE={accumulate} equal slices")
+    parts = {"ddp": (workers, "WORKERS"), "pipeline": (microbatches, "MICROBATCHES")}.get(parallel)
+    if parts and (batch_size // accumulate) % parts[0]:
+        raise HarnessError(f"BATCH_SIZE={batch_size} over ACCUMULATE={accumulate} gives slices of "
+                           f"{batch_size // accumulate}, which do not divide into {parts[1]}={parts[0]} equal parts")
+    featurisation = resolve_samples("squad", args.seq_len, args.doc_stride).featurisation
+    device = args.device or default_device()
+    steps = whole_number("STEPS", args.steps, 1)
+    dropout = None if args.dropout in (None, "") else _number("DROPOUT", args.dropout, 0.0, 0.0, 0.9)
+    val_questions = whole_number("VAL_QUESTIONS", args.val_questions, 1)
+    checkpoint_every = whole_number("CHECKPOINT_EVERY", args.checkpoint_every, 0)
+    return TrainConfig(
+        model=args.model or None, shape=args.shape or None, dataset=_choice("DATASET", args.dataset, DATASETS),
+        parallel=parallel, workers=workers, stages=stages or 1, microbatches=microbatches if parallel == "pipeline"
+        else 1, schedule=schedule, precision=_choice("PRECISION", args.precision, PRECISIONS), device=device,
+        epochs=whole_number("EPOCHS", args.epochs, 1) or 2, steps=steps, batch_size=batch_size,
+        accumulate=accumulate, lr=_number("LR", args.lr, 5e-5, 1e-9, 1.0),
+        warmup=_number("WARMUP", args.warmup, 0.1, 0.0, 1.0), weight_decay=0.01, max_grad_norm=1.0,
+        dropout=dropout, seed=whole_number("SEED", args.seed, 0) or 0, seq_length=featurisation.seq_length,
+        doc_stride=featurisation.doc_stride, eval_every=whole_number("EVAL_EVERY", args.eval_every, 0) or 0,
+        val_questions=val_questions, checkpoint_every=100 if checkpoint_every is None else checkpoint_every,
+        target_loss=_number("TARGET_LOSS", args.target_loss, 2.0, 0.0))
+
+
+def run_dir(build_dir: Path, name: str) -> Path:
+    return build_dir / "train" / name

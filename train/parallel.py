@@ -1,0 +1,137 @@
+"""How one optimiser step's forward and backward run: in one process, DDP over ranks, or a pipeline of stages.
+
+Each engine takes the rows of one accumulation slice (the whole global batch when ACCUMULATE=1), leaves
+every parameter's gradient of `factor x mean loss over the slice` summed into .grad, and returns the
+slice's mean loss. The loop (train/loop.py) owns everything else, the same for all three.
+"""
+
+from __future__ import annotations
+
+import inspect
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from train.model import QaStage, layer_split, qa_loss
+
+SCHEDULES = ("1f1b", "gpipe")
+
+
+class Batches:
+    """Rows of the training features as tensors on a device, cut to the longest row or padded to all positions."""
+
+    def __init__(self, features, device: torch.device, trim: bool):
+        self.features, self.device, self.trim = features, device, trim
+
+    def tensors(self, rows: np.ndarray) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        features = self.features
+        length = int(features.lengths[rows].max()) if self.trim else features.seq_length
+        inputs = tuple(torch.from_numpy(array[rows, :length].astype(np.int64)).to(self.device)
+                       for array in (features.input_ids, features.segment_ids, features.input_mask))
+        positions = np.stack([features.start_position[rows], features.end_position[rows]], axis=1)
+        return inputs, torch.from_numpy(positions).to(self.device)
+
+
+class SingleEngine:
+    """PARALLEL=none: one process, one stage over every layer."""
+
+    world = 1
+
+    def __init__(self, stage: QaStage, batches: Batches):
+        self.stage, self.module, self.batches = stage, stage, batches
+
+    def forward_backward(self, rows: np.ndarray, factor: float, last_slice: bool) -> float:
+        inputs, positions = self.batches.tensors(rows)
+        loss = qa_loss(self.module(*inputs), positions)
+        (loss * factor).backward()
+        return loss.item()
+
+    def state_dict(self) -> dict:
+        """The whole model's weights (rank 0 of a pipeline gathers every stage's)."""
+        return self.stage.state_dict()
+
+    def reduce_sum(self, values: list[float]) -> list[float]:
+        """Summed over ranks (the step's loss, whether anyone was interrupted): one message per step."""
+        return values
+
+    def gradient_norm(self) -> float:
+        return gradient_norm(self.stage.parameters())
+
+
+class DdpEngine(SingleEngine):
+    """PARALLEL=ddp: every rank a full replica on its share of each slice; DDP averages the gradients."""
+
+    def __init__(self, stage: QaStage, batches: Batches, rank: int, world: int, device: torch.device):
+        from torch.nn.parallel import DistributedDataParallel
+
+        self.stage, self.batches, self.rank, self.world = stage, batches, rank, world
+        self.module = DistributedDataParallel(stage, device_ids=[device] if device.type == "cuda" else None)
+
+    def forward_backward(self, rows: np.ndarray, factor: float, last_slice: bool) -> float:
+        share = np.array_split(rows, self.world)[self.rank]
+        with nullcontext() if last_slice else self.module.no_sync():  # gradients averaged once per step
+            return super().forward_backward(share, factor, last_slice) / self.world  # the loop sums ranks
+
+    def reduce_sum(self, values: list[float]) -> list[float]:
+        return all_reduce_sum(values, self.batches.device)
+
+
+class PipelineEngine:
+    """PARALLEL=pipeline: this rank is one stage; torch.distributed.pipelining runs the microbatches."""
+
+    def __init__(self, model, batches: Batches, rank: int, stages: int, microbatches: int, schedule: str,
+                 autocast_dtype: torch.dtype | None, device: torch.device):
+        from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
+
+        self.batches, self.rank, self.world, self.microbatches = batches, rank, stages, microbatches
+        layers = layer_split(model.config.num_hidden_layers, stages)[rank]
+        self.stage = QaStage(model, layers, autocast_dtype).to(device)
+        self.module = self.stage
+        self.factor = 1.0
+        pipeline_stage = PipelineStage(self.stage, rank, stages, device)
+        scheduler = {"1f1b": Schedule1F1B, "gpipe": ScheduleGPipe}[schedule]
+        options = {"scale_grads": False} if "scale_grads" in inspect.signature(scheduler).parameters else {}
+        self.schedule = scheduler(pipeline_stage, microbatches, loss_fn=self._loss, **options)
+
+    def _loss(self, logits: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Per microbatch: each is 1/M of the slice, so the summed gradients are those of the slice's mean."""
+        return qa_loss(logits, positions) * (self.factor / self.microbatches)
+
+    def forward_backward(self, rows: np.ndarray, factor: float, last_slice: bool) -> float:
+        inputs, positions = self.batches.tensors(rows)
+        self.factor = factor
+        losses: list[torch.Tensor] = []
+        if self.stage.first:
+            self.schedule.step(*inputs, target=positions if self.stage.last else None, losses=losses)
+        elif self.stage.last:
+            self.schedule.step(target=positions, losses=losses)
+        else:
+            self.schedule.step()
+        return sum(loss.item() for loss in losses) / factor  # the last stage's; 0 elsewhere (the loop sums ranks)
+
+    def state_dict(self) -> dict:
+        """Rank 0: every stage's weights merged into one state dict; other ranks send theirs and get {}."""
+        parts: list = [None] * self.world
+        local = {key: value.cpu() for key, value in self.stage.state_dict().items()}
+        dist.gather_object(local, parts if self.rank == 0 else None, dst=0)
+        return {key: value for part in parts for key, value in part.items()} if self.rank == 0 else {}
+
+    def reduce_sum(self, values: list[float]) -> list[float]:
+        return all_reduce_sum(values, self.batches.device)
+
+    def gradient_norm(self) -> float:
+        """Of the whole model: the squares summed over the stages."""
+        return self.reduce_sum([gradient_norm(self.stage.parameters()) ** 2])[0] ** 0.5
+
+
+def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def gradient_norm(parameters) -> float:
+    """The L2 norm of these parameters' gradients (infinite or NaN where fp16 overflowed)."""
+    return sum(float(p.grad.detach().float().pow(2).sum()) for p in parameters if p.grad is not None) ** 0.5
