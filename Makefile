@@ -59,11 +59,11 @@ TRAIN_OPTIONS = model shape dataset precision device steps epochs batch_size acc
 TRAIN_ARGS = --build-dir "$(BUILD)" $(foreach option,$(TRAIN_OPTIONS),$(if $($(call upper,$(option))),--$(subst _,-,$(option)) "$($(call upper,$(option)))"))
 upper = $(shell echo $(1) | tr a-z A-Z)
 
-.PHONY: help all setup features perf accuracy compliance submission download sweep scale bench profile train train-compare test test-fast mutation lint clean distclean
+.PHONY: help all setup features perf accuracy compliance submission download sweep scale bench profile train train-compare train-bench test test-fast mutation lint clean distclean
 
 help:
 	@echo "Targets: all setup features perf accuracy compliance submission download sweep scale bench profile train"
-	@echo "         train-compare test"
+	@echo "         train-compare train-bench test"
 	@echo "         test-fast mutation lint clean distclean"
 	@echo "One command to a submission: make all (accuracy + perf [+ compliance if SHORT=0] per scenario, then"
 	@echo "           submission; SCENARIOS=\"Offline Server\", default: what configs/submission.json's system_type needs)"
@@ -83,6 +83,7 @@ help:
 	@echo "           SCHEDULE=1f1b|gpipe PRECISION=fp32|bf16|fp16 STEPS=|EPOCHS= BATCH_SIZE= ACCUMULATE= LR= WARMUP= DROPOUT="
 	@echo "           DATASET=dev-split|squad|squad_v2 EVAL_EVERY= VAL_QUESTIONS= CHECKPOINT_EVERY= TARGET_LOSS= RUN= RESUME=1"
 	@echo "           make train-compare (baseline, DDP over WORKERS, pipelines of STAGES=\"2 4\"; NAME=)"
+	@echo "           make train-bench (ours against Hugging Face's Trainer; needs pip install accelerate)"
 	@echo "Details: README.md, or $(PYTHON) -m harness perf --help, $(PYTHON) -m train --help"
 
 # From nothing to a packaged submission: per scenario an accuracy run (first: it is short, and refuses a missing
@@ -177,6 +178,11 @@ train-compare: $(ENV)
 	$(PYTHON) -m benchmarks.train_compare $(TRAIN_ARGS) $(if $(WORKERS),--workers $(WORKERS)) \
 		$(if $(STAGES),--stages $(STAGES)) $(if $(NAME),--name "$(NAME)")
 
+# Our training loop against Hugging Face's Trainer, same features and batch (benchmarks/train_trainer.py).
+train-bench: $(ENV)
+	$(PYTHON) -m benchmarks.train_trainer --build-dir "$(BUILD)" $(if $(MODEL),--model "$(MODEL)") $(if $(SHAPE),--shape $(SHAPE)) \
+		$(if $(STEPS),--steps $(STEPS)) $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) $(if $(PRECISION),--precision $(PRECISION)) \
+		$(if $(DEVICE),--device $(DEVICE)) $(if $(SEQ_LEN),--seq-len $(SEQ_LEN))
 
 test: $(ENV)
 	$(PYTHON) -m pytest -q
