@@ -59,11 +59,11 @@ TRAIN_OPTIONS = model shape dataset precision device steps epochs batch_size acc
 TRAIN_ARGS = --build-dir "$(BUILD)" $(foreach option,$(TRAIN_OPTIONS),$(if $($(call upper,$(option))),--$(subst _,-,$(option)) "$($(call upper,$(option)))"))
 upper = $(shell echo $(1) | tr a-z A-Z)
 
-.PHONY: help all setup features perf accuracy compliance submission download sweep scale bench profile train train-compare train-bench test test-fast mutation lint clean distclean
+.PHONY: help all setup features perf accuracy compliance submission download sweep scale bench profile train train-compare train-bench device-check test test-fast mutation lint clean distclean
 
 help:
 	@echo "Targets: all setup features perf accuracy compliance submission download sweep scale bench profile train"
-	@echo "         train-compare train-bench test"
+	@echo "         train-compare train-bench device-check test"
 	@echo "         test-fast mutation lint clean distclean"
 	@echo "One command to a submission: make all (accuracy + perf [+ compliance if SHORT=0] per scenario, then"
 	@echo "           submission; SCENARIOS=\"Offline Server\", default: what configs/submission.json's system_type needs)"
@@ -84,6 +84,7 @@ help:
 	@echo "           DATASET=dev-split|squad|squad_v2 EVAL_EVERY= VAL_QUESTIONS= CHECKPOINT_EVERY= TARGET_LOSS= RUN= RESUME=1"
 	@echo "           make train-compare (baseline, DDP over WORKERS, pipelines of STAGES=\"2 4\"; NAME=)"
 	@echo "           make train-bench (ours against Hugging Face's Trainer; needs pip install accelerate)"
+	@echo "GPU check: make device-check PYTHON=python3 TIME_LIMIT=420 SMALL_MODEL=<dir> CHECKS=a,b PLAN=1 (benchmarks/device_check.py)"
 	@echo "Details: README.md, or $(PYTHON) -m harness perf --help, $(PYTHON) -m train --help"
 
 # From nothing to a packaged submission: per scenario an accuracy run (first: it is short, and refuses a missing
@@ -183,6 +184,11 @@ train-bench: $(ENV)
 	$(PYTHON) -m benchmarks.train_trainer --build-dir "$(BUILD)" $(if $(MODEL),--model "$(MODEL)") $(if $(SHAPE),--shape $(SHAPE)) \
 		$(if $(STEPS),--steps $(STEPS)) $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) $(if $(PRECISION),--precision $(PRECISION)) \
 		$(if $(DEVICE),--device $(DEVICE)) $(if $(SEQ_LEN),--seq-len $(SEQ_LEN))
+
+# Every GPU measurement in one run that stops at TIME_LIMIT seconds, for a lent GPU (benchmarks/device_check.py).
+device-check: $(ENV)
+	$(PYTHON) -m benchmarks.device_check --build-dir "$(BUILD)" $(if $(TIME_LIMIT),--time-limit $(TIME_LIMIT)) \
+		$(if $(SMALL_MODEL),--small-model "$(SMALL_MODEL)") $(if $(CHECKS),--steps $(CHECKS)) $(if $(filter 1,$(PLAN)),--plan)
 
 test: $(ENV)
 	$(PYTHON) -m pytest -q
