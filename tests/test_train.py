@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -229,15 +230,16 @@ def test_a_bert_missing_encoder_weights_is_refused(tmp_path):
     assert torch.get_default_dtype() == torch.float32
 
 
-def test_the_hub_datasets_fail_offline_with_the_way_out(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no dataset cached from an earlier download
-    from train.data import records
-
-    with pytest.raises(HarnessError, match=r"DATASET=squad: cannot load rajpurkar/squad .* leave DATASET unset to "
-                                           r"train on the shipped dev set's even articles offline"):
-        records("squad", "train")
+def test_the_hub_datasets_fail_offline_with_the_way_out(tmp_path):
+    """Its own process: the hub reads HF_HUB_OFFLINE once, at import (no waiting for connections to time out)."""
+    environment = {**cli_environment(), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+                   "HF_HOME": str(tmp_path / "hf")}  # no dataset cached from an earlier download
+    result = subprocess.run([sys.executable, "-m", "train", *TINY, "--dataset", "squad", "--build-dir", str(tmp_path)],
+                            cwd=REPO, env=environment, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert re.fullmatch(r"error: DATASET=squad: cannot load rajpurkar/squad .* leave DATASET unset to train on the "
+                        r"shipped dev set's even articles offline\n", result.stderr), result.stderr
+    assert not (tmp_path / "train").exists() or not any((tmp_path / "train").glob("*/run.json"))
 
 
 def test_resume_needs_a_run_and_a_new_run_refuses_an_old_folder(monkeypatch, tmp_path):
