@@ -19,14 +19,12 @@ import argparse
 import datetime
 import platform
 import re
-import statistics
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.timing import Row, host_seconds, measure, table, timed_passes
 from harness.cli_common import add_data_options, add_shape_option, run_main, sample_source
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,65 +32,6 @@ DOCS = REPO / "docs" / "benchmarks.md"
 REFERENCE_BATCH1_SAMPLES = 200
 # Opt-in backend options not yet timed on a GPU: each gets its own row, beside the default path's.
 CANDIDATES = [("Triton attention", precision, {"triton_attention": "1"}) for precision in ("fp16", "fp8")]
-
-
-@dataclass
-class Row:
-    path: str
-    precision: str
-    batching: str
-    samples: int
-    samples_per_second: float
-    host_share: float | None = None
-    note: str = ""
-
-
-def timer(device: str):
-    """A stopwatch that waits for the GPU: CUDA events there, perf_counter on CPU."""
-    import torch
-
-    if device.startswith("cuda"):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-
-        def stop() -> float:
-            end.record()
-            end.synchronize()
-            return start.elapsed_time(end) / 1000
-
-        return stop
-    started = time.perf_counter()
-    return lambda: time.perf_counter() - started
-
-
-def run_batches(backend, features, batches: list[np.ndarray], pad_to: int | None) -> None:
-    """Each batch as the SUT hands it to a backend (or padded to `pad_to`, as the reference pads)."""
-    from sut.batching import batch_inputs
-
-    for rows in batches:
-        backend.predict(*(features.model_inputs(rows, pad_to) if pad_to else batch_inputs(features, rows)))
-
-
-def host_seconds(features, batches: list[np.ndarray]) -> float:
-    """What the packed path does on the host per batch, without the model: pack, then scatter logits back."""
-    from benchmarks.host import PackedZeroBackend
-
-    backend = PackedZeroBackend()
-    started = time.perf_counter()
-    run_batches(backend, features, batches, None)
-    return time.perf_counter() - started
-
-
-def measure(backend, features, batches, device: str, passes: int, pad_to: int | None = None) -> float:
-    """Median samples/s over `passes` timed passes, after one untimed warm-up pass."""
-    samples = sum(len(rows) for rows in batches)
-    run_batches(backend, features, batches, pad_to)
-    rates = []
-    for _ in range(passes):
-        stop = timer(device)
-        run_batches(backend, features, batches, pad_to)
-        rates.append(samples / stop())
-    return statistics.median(rates)
 
 
 def fixed_batches(count: int, batch_size: int) -> list[np.ndarray]:
@@ -156,24 +95,6 @@ def gpu_header(model_name: str) -> list[str]:
     properties = torch.cuda.get_device_properties(0)
     return [f"GPU: {properties.name} ({properties.total_memory / 2**30:.0f} GiB), CUDA {torch.version.cuda}, "
             f"torch {torch.__version__}, Python {platform.python_version()}", f"Model: {model_name}"]
-
-
-def timed_passes(passes: int) -> str:
-    return "one timed pass" if passes == 1 else f"median of {passes} passes"
-
-
-def table(rows: list[Row], ratio_label: str = "× reference style") -> list[str]:
-    reference = rows[0].samples_per_second
-    lines = [f"| path | precision | batching | samples | samples/s | {ratio_label} | host share |",
-             "|---|---|---|---:|---:|---:|---:|"]
-    for row in rows:
-        host = f"{row.host_share:.1%}" if row.host_share is not None else ""
-        rate = f"{row.samples_per_second:,.0f}" if row.samples_per_second == row.samples_per_second else row.note
-        ratio = row.samples_per_second / reference
-        ratio_text = f"{ratio:,.1f}" if ratio == ratio else ""
-        lines.append(f"| {row.path} | {row.precision} | {row.batching} | {row.samples} | {rate} | {ratio_text} "
-                     f"| {host} |")
-    return lines
 
 
 def write_section(name: str, lines: list[str], path: Path = DOCS) -> None:

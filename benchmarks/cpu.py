@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.timing import Row, measure, table, timed_passes
 from harness.errors import HarnessError
 
 SMALL_MODEL = Path(__file__).resolve().parents[2] / "shared" / "models" / "minilm-squad-devhalf"
@@ -37,7 +38,6 @@ def cpu_section(args, features, started: str, shape=None, source=None) -> list[s
     import onnxruntime
     import torch
 
-    from benchmarks.bench import Row, measure, table, timed_passes
     from harness.run import create_backend
     from sut.batching import plan_batches
     from sut.models import load_model

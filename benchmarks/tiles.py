@@ -18,7 +18,7 @@ import argparse
 import statistics
 from pathlib import Path
 
-from benchmarks.bench import timer
+from benchmarks.timing import timer
 from harness.cli_common import run_main
 from harness.errors import HarnessError
 
@@ -91,7 +91,7 @@ def ffn_rows(tokens: int, repeats: int) -> list[str]:
     if torch.cuda.get_device_capability() < (9, 0):
         return ["| FFN input: needs compute capability 9.0+ | | |"]
     from sut import fp8_kernels
-    from sut.fp8 import FP8
+    from sut.fp8_format import FP8
 
     inputs = torch.randn(tokens, 1024, device="cuda").div(4).to(FP8)
     weight = torch.randn(4096, 1024, device="cuda").div(4).to(FP8)

@@ -16,10 +16,9 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from sut.fp8_format import FP8, FP8_MAX
 from sut.packed_bert import AddNorm
 
-FP8 = torch.float8_e4m3fn
-FP8_MAX = torch.finfo(FP8).max  # 448
 QUANTISED_LINEARS = ("qkv", "attention_out", "ffn_in", "ffn_out")
 # Input scales cover 4x the largest calibration input, so inputs larger than any seen in calibration
 # do not clip; e4m3's normal range spans 15 binades, so two spent on headroom cost little. Small real

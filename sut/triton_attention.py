@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from sut.fp8 import FP8, FP8_MAX
+from sut.fp8_format import FP8, FP8_MAX
 
 # (query rows, key rows per step, warps, stages). Tiles cover whole blocks, so a 176-token sequence (the dev
 # set's mean) costs more: over the dev set's lengths, 64 x 64 tiles compute 1.34 times the attention work

@@ -16,7 +16,8 @@ from qsl.features import MAX_SEQ_LENGTH
 from sut import pytorch_backend
 from sut.batching import batch_inputs
 from sut.cuda_graphs import graph_families, graph_shape
-from sut.fp8 import FP8, Fp8AddNorm, Fp8GeluLinear, fp8_kernels_supported, fp8_supported, quantise
+from sut.fp8 import Fp8AddNorm, Fp8GeluLinear, fp8_kernels_supported, fp8_supported, quantise
+from sut.fp8_format import FP8
 from sut.huggingface_backend import HuggingFaceBackend
 from sut.models import load_model
 from sut.onednn import OneDnnLinear, onednn_available
