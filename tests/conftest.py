@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -15,6 +16,11 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("BERT99_SHARED", REPO.parent / "shared"))
 SMALL_MODEL = SHARED / "models" / "minilm-squad-devhalf"
 MIXED_ROWS = [0, 3, 17, 100, 2000, 5000, 7000, 9999, 10832]  # dev features of many different lengths
+
+# The Ctrl-C tests signal the processes they start, which inherit an ignored SIGINT: a shell ignores it in
+# what it starts in the background (`make test &` in a script). Children of a handled SIGINT get it back.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
