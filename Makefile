@@ -85,6 +85,7 @@ help:
 	@echo "           DATASET=dev-split|squad|squad_v2 EVAL_EVERY= VAL_QUESTIONS= CHECKPOINT_EVERY= TARGET_LOSS= RUN= RESUME=1"
 	@echo "           make train-compare (baseline, DDP over WORKERS, pipelines of STAGES=\"2 4\"; NAME=)"
 	@echo "           make train-bench (ours against Hugging Face's Trainer; needs pip install accelerate)"
+	@echo "Tests: make test TEST_WORKERS=2 (pytest processes; 1: one), make test-fast (no slow tests), make mutation"
 	@echo "GPU check: make device-check PYTHON=python3 TIME_LIMIT=420 SMALL_MODEL=<dir> CHECKS=a,b PLAN=1 (benchmarks/device_check.py)"
 	@echo "Details: README.md, or $(PYTHON) -m harness perf --help, $(PYTHON) -m train --help"
 
