@@ -8,8 +8,8 @@ at most its own cap and never more than the time left; a step that runs past eit
 then SIGKILL) and the steps after it run if time remains. Ctrl-C or SIGTERM stops the current step and
 still writes the summary. Needs only torch with CUDA and LoadGen (`PYTHON=python3`, nothing installed).
 
-Written under OUT ($OUT when set, else build/device-check/<time>): a log per step, the LoadGen logs of
-the Offline runs, device_check.md (a row per step: status, seconds, its figure) and benchmarks.md, a
+Written under OUT ($OUT when set, else build/device-check/<time>): a log per step, the logs of
+its LoadGen runs, device_check.md (a row per step: status, seconds, its figure) and benchmarks.md, a
 copy of docs/benchmarks.md with `make bench` and `make profile`'s sections updated and the summary
 appended, naming the GPU.
 """
@@ -254,7 +254,7 @@ def main() -> int:
                         help=f"seconds for all steps (default {DEFAULT_TIME_LIMIT_S}); the summary is written after")
     parser.add_argument("--out", type=Path, help="where results go (default $OUT, else build/device-check/<time>)")
     parser.add_argument("--small-model", type=Path,
-                        help="the shared small real model: adds accuracy in fp32, fp16 and fp8 (F1 by precision)")
+                        help="the shared small real model: adds its F1 in fp32 and fp8, and the CUDA tests needing it")
     parser.add_argument("--steps", help="comma-separated step names to run, in plan order (default: all)")
     parser.add_argument("--build-dir", type=Path, default=REPO / "build")
     parser.add_argument("--plan", action="store_true", help="print the steps and their commands, run nothing")
