@@ -35,17 +35,11 @@ def configurations(workers: int, stages: list[int]) -> list[tuple[str, list[str]
 
 def why_not(args: argparse.Namespace, layout: list[str]) -> str | None:
     """The error `python -m train` would stop this configuration with, found without starting it."""
-    from sut.models import parse_shape
     from train.__main__ import parser
-    from train.config import check_device, resolve
-    from train.model import layer_split, outline
+    from train.config import resolve_and_check
 
     try:
-        config = resolve(parser().parse_args(train_arguments(args, layout)))
-        layers, _ = outline(config.model, parse_shape(config.shape) if config.shape else None)
-        if config.parallel == "pipeline":
-            layer_split(layers, config.stages)
-        check_device(config.device, config.workers)
+        resolve_and_check(parser().parse_args(train_arguments(args, layout)))
     except HarnessError as error:
         return str(error)
     return None

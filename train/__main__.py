@@ -89,14 +89,9 @@ def check_run_folder(folder: Path, config, resume: bool) -> None:
 def main() -> int:
     args = parser().parse_args()
     from harness.distributed import launched_rank, start_local_ranks
-    from train.config import check_device, resolve, run_dir
-    from train.model import layer_split, outline
+    from train.config import resolve_and_check, run_dir
 
-    config = resolve(args)
-    layers, model_name = outline(config.model, _shape(config))
-    if config.parallel == "pipeline":
-        layer_split(layers, config.stages)
-    check_device(config.device, config.workers)
+    config, model_name = resolve_and_check(args)
     folder = run_dir(args.build_dir, args.run or config.default_run_name(model_name))
     rank = launched_rank()
     if rank is None or rank.is_leader:
@@ -148,7 +143,7 @@ def train(config, args, folder: Path, rank, model_name: str, children: list) -> 
         place = Place(device=config.device)
     log = print if place.leader else (lambda *_: None)
     torch.manual_seed(config.seed)  # a new head's weights: the same on every rank
-    model = load_for_training(config.model, _shape(config), args.build_dir, config.seed, log)
+    model = load_for_training(config.model, config.bert_shape(), args.build_dir, config.seed, log)
     if config.dropout is not None:
         set_dropout(model, config.dropout)
     tokenizer = load_tokenizer()
@@ -200,12 +195,6 @@ def train(config, args, folder: Path, rank, model_name: str, children: list) -> 
         log(f"summary: {folder / 'summary.json'}\nmodel: {model_dir}\nscore it: make accuracy MODEL={model_dir}")
     leave()
     return 0
-
-
-def _shape(config):
-    from sut.models import parse_shape
-
-    return parse_shape(config.shape) if config.shape else None
 
 
 if __name__ == "__main__":

@@ -49,10 +49,9 @@ class TrainConfig:
     def as_dict(self) -> dict:
         return asdict(self)
 
-    @property
-    def slice_size(self) -> int:
-        """Rows per forward and backward (the global batch over ACCUMULATE)."""
-        return self.batch_size // self.accumulate
+    def bert_shape(self):
+        """SHAPE= parsed (random weights of that shape), or None when MODEL= gives the weights."""
+        return parse_shape(self.shape) if self.shape else None
 
     def default_run_name(self, model_name: str) -> str:
         layout = {"none": "", "ddp": f"-ddp{self.workers}", "pipeline": f"-pipeline{self.stages}-{self.schedule}"}
@@ -160,6 +159,19 @@ def resolve(args) -> TrainConfig:
         doc_stride=featurisation.doc_stride, eval_every=whole_number("EVAL_EVERY", args.eval_every, 0) or 0,
         val_questions=val_questions, checkpoint_every=100 if checkpoint_every is None else checkpoint_every,
         target_loss=_number("TARGET_LOSS", args.target_loss, 2.0, 0.0))
+
+
+def resolve_and_check(args) -> tuple[TrainConfig, str]:
+    """The settings and the model's short name, with every check that needs neither data nor ranks: what
+    stops a run before it starts (train/__main__.py) or keeps `make train-compare` from starting it."""
+    from train.model import layer_split, outline
+
+    config = resolve(args)
+    layers, model_name = outline(config.model, config.bert_shape())
+    if config.parallel == "pipeline":
+        layer_split(layers, config.stages)
+    check_device(config.device, config.workers)
+    return config, model_name
 
 
 def run_dir(build_dir: Path, name: str) -> Path:

@@ -202,11 +202,10 @@ class Trainer:
         return self.eval_model
 
     # -- the loop ---------------------------------------------------------------------------------------
-    def train_step(self) -> tuple[float, float, bool]:
+    def train_step(self, rows: np.ndarray) -> tuple[float, float, bool]:
         """One optimiser step over the global batch: its mean loss, the learning rate it used, whether it was kept."""
         config = self.config
         torch.manual_seed(config.seed * 1_000_003 + self.step * 1_000 + self.place.rank)  # dropout, step by step
-        rows = self.order.batch(self.step)
         factor = self.loss_scale.value / config.accumulate
         loss = 0.0
         slices = np.split(rows, config.accumulate)
@@ -247,14 +246,14 @@ class Trainer:
     def run_step(self, recorder: Recorder | None, interrupted, meter, bar) -> bool:
         """One step, its row, and the evaluation and checkpoint due after it; whether any rank asked to stop."""
         config = self.config
+        rows = self.order.batch(self.step)
         began = time.perf_counter()
-        loss, learning_rate, kept = self.train_step()
+        loss, learning_rate, kept = self.train_step(rows)
         loss, stop = self.engine.reduce_sum([loss, float(interrupted())])
         self.synchronise()
         seconds = time.perf_counter() - began
         self.step += 1
         self.train_seconds += seconds
-        rows = self.order.batch(self.step - 1)
         if recorder is not None:
             samples_per_s = len(rows) / seconds
             recorder.add(recorder.steps_path, recorder.steps, {
