@@ -164,18 +164,13 @@ def run_folder(log: Path) -> Path | None:
 
 
 def loadgen_figure(run: Path) -> str:
-    """Throughput or latency, and the verdict, from LoadGen's summary: '6,096.1 samples/s, VALID'."""
-    figures = []
-    summary = run / "mlperf_log_summary.txt"
-    for line in summary.read_text().splitlines() if summary.is_file() else []:
-        name, _, value = (part.strip() for part in line.partition(":"))
-        if name == "Samples per second":
-            figures.append(f"{float(value):,.1f} samples/s")
-        elif percentile := re.fullmatch(r"(\d+)(?:\.0)?th percentile latency \(ns\)", name):
-            figures.append(f"p{percentile.group(1)} {int(value) / 1e6:.3f} ms")
-        elif name == "Result is":
-            figures.append(value)
-    return ", ".join(figures)
+    """Throughput (Offline) or p90 latency, and the verdict, from LoadGen's detail log: '6,096.1 samples/s, VALID'."""
+    from submission.loadgen_detail import read_detail_log
+
+    detail = read_detail_log(run / "mlperf_log_detail.txt")
+    rate, p90 = detail.get("result_samples_per_second"), detail.get("result_90.00_percentile_latency_ns")
+    figure = f"{float(rate):,.1f} samples/s" if rate is not None else f"p90 {float(p90) / 1e6:.3f} ms"
+    return f"{figure}, {detail.get('result_validity')}"
 
 
 def collect(step: Step, outcome: Outcome, out: Path) -> str:
