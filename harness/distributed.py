@@ -57,11 +57,9 @@ def launched_rank() -> Rank | None:
 
 
 def resolve_workers(workers: str | int | None) -> int:
-    if workers is None or workers == "":
-        return 1
-    if not str(workers).isdigit() or int(workers) < 1:
-        raise HarnessError(f"WORKERS={workers} must be a whole number of at least 1")
-    return int(workers)
+    from harness.samples import whole_number
+
+    return whole_number("WORKERS", workers, 1) or 1
 
 
 def free_port() -> int:

@@ -45,6 +45,8 @@ def logs_in(build_dir):
     (["--count", "many"], "COUNT=many is not a number"),
     (["--count", "0"], "COUNT must be at least 1"),
     (["--batch-size", "-3"], "BATCH_SIZE must be at least 1, got -3"),
+    (["--workers", "0"], "WORKERS=0 must be a whole number of at least 1"),
+    (["--workers", "two"], "WORKERS=two must be a whole number of at least 1"),
     (["--model", "/no/such/model"], "MODEL=/no/such/model does not exist"),
     (["--model", str(README)], "README.md is not a PyTorch checkpoint"),
 ])
