@@ -141,17 +141,24 @@ def _load_state_dict(path: Path, trust_checkpoint: bool) -> dict:
         raise HarnessError(f"cannot read checkpoint {path} ({error}); delete it and run `make download`") from error
 
 
-def _check_keys(path: Path, missing: list[str], unexpected: list[str], log) -> None:
+def _check_keys(path: Path, missing: list[str], unexpected: list[str], log, new_head: bool = False) -> None:
+    """Refuse a model with randomly initialised layers; `new_head`: a base BERT's missing question-answering
+    head is allowed (fine-tuning starts it from random weights)."""
     missing = [key for key in missing if not BENIGN_KEYS.search(key)]
     unexpected = [key for key in unexpected if not BENIGN_KEYS.search(key)]
     if unexpected:
         log(f"warning: {path}: {len(unexpected)} unexpected keys ignored: {', '.join(unexpected[:5])}")
-    if any(key.startswith("qa_outputs.") for key in missing):
+    head = [key for key in missing if key.startswith("qa_outputs.")]
+    if head and not new_head:
         raise HarnessError(f"{path} has no question-answering head (qa_outputs): it is a base BERT, "
                            "not a SQuAD model; use the MLPerf model.pytorch or a SQuAD fine-tuned model")
-    if missing:
-        raise HarnessError(f"{path} lacks {len(missing)} weights ({', '.join(missing[:5])}); "
-                           "refusing to run with randomly initialised layers")
+    encoder = [key for key in missing if key not in head]
+    if encoder:
+        raise HarnessError(f"{path} lacks {len(encoder)} encoder weights ({', '.join(encoder[:5])}): not a complete "
+                           "BERT; refusing to run with randomly initialised layers")
+    if head:
+        log(f"{path.name}: no question-answering head, so a new one starts from random weights (as fine-tuning a "
+            "pre-trained encoder on SQuAD does)")
 
 
 def load_mlperf_checkpoint(path: Path, trust_checkpoint: bool = False, log=print) -> LoadedModel:
@@ -184,7 +191,7 @@ def _check_shapes(path: Path, state_dict: dict, expected: dict, has_config: bool
                        "place the model's own bert_config.json next to it")
 
 
-def load_hf_directory(path: Path, log=print) -> LoadedModel:
+def load_hf_directory(path: Path, log=print, new_head: bool = False) -> LoadedModel:
     import torch
     from transformers import BertForQuestionAnswering
 
@@ -203,7 +210,7 @@ def load_hf_directory(path: Path, log=print) -> LoadedModel:
         raise HarnessError(f"cannot load the model in {path} ({type(error).__name__}: {reason}); check its "
                            f"config.json and {weights[0]} (copy the directory again), or pass another MODEL=") \
             from error
-    _check_keys(path, info["missing_keys"], info["unexpected_keys"], log)
+    _check_keys(path, info["missing_keys"], info["unexpected_keys"], log, new_head)
     name = path.resolve().parent.name if path.name == "model" else path.name  # build/train/<run>/model: the run's
     return LoadedModel(module.eval(), _slug(name), str(path), is_random=False)
 

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional
 
 from harness.errors import HarnessError
-from sut.models import BENIGN_KEYS, BertShape, load_model, random_bert
+from sut.models import BertShape, load_hf_directory, load_model, random_bert
 
 PAD_LOGIT = -10000.0  # padding positions' logits: the loss then ignores how far a batch was padded
 
@@ -69,27 +69,7 @@ def load_for_training(model: str | None, shape: BertShape | None, build_dir: Pat
     path = Path(model).expanduser()
     if not (path / "config.json").is_file():
         return load_model(model, build_dir, allow_random=False, log=log).module
-    return _load_hf_encoder(path, log)
-
-
-def _load_hf_encoder(path: Path, log):
-    from transformers import BertForQuestionAnswering
-
-    try:
-        module, info = BertForQuestionAnswering.from_pretrained(path, dtype=torch.float32, output_loading_info=True)
-    except Exception as error:  # noqa: BLE001 - any way transformers fails on a user's files is a bad MODEL
-        reason = " ".join(line.strip() for line in str(error).splitlines()[:2])
-        raise HarnessError(f"cannot load the model in {path} ({type(error).__name__}: {reason})") from error
-    missing = [key for key in info["missing_keys"] if not BENIGN_KEYS.search(key)]
-    head = [key for key in missing if key.startswith("qa_outputs.")]
-    if len(head) < len(missing):
-        encoder = [key for key in missing if not key.startswith("qa_outputs.")]
-        raise HarnessError(f"{path} lacks {len(encoder)} encoder weights ({', '.join(encoder[:4])}): not a complete "
-                           "BERT; refusing to train from partly random layers (SHAPE= trains from scratch)")
-    if head:
-        log(f"{path.name}: no question-answering head, so a new one starts from random weights (as fine-tuning a "
-            "pre-trained encoder on SQuAD does)")
-    return module
+    return load_hf_directory(path, log, new_head=True).module
 
 
 def layer_split(layers: int, stages: int) -> list[range]:
