@@ -15,7 +15,6 @@ import argparse
 import datetime
 import os
 import platform
-import socket
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import torch.multiprocessing as mp
 
 from harness.cli_common import run_main
+from harness.distributed import free_port
 
 MEAN_TOKENS = 178.5  # the dev features' mean real length
 
@@ -44,12 +44,6 @@ class SleepingBackend(ZeroBackend):
     def predict(self, input_ids, input_mask, segment_ids):
         time.sleep(self.seconds_per_token * int(input_mask.sum()))
         return super().predict(input_ids, input_mask, segment_ids)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def rank_main(rank: int, world: int, port: int, backend, build_dir: Path, batch_size: int, max_tokens, results):

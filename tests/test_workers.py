@@ -14,15 +14,10 @@ import numpy as np
 import pytest
 import torch.multiprocessing as mp
 
+from harness.distributed import free_port
 from tests.conftest import cli_environment, run_cli
 
 pytestmark = pytest.mark.slow  # processes joining a process group, LoadGen runs
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class EchoBackend:
