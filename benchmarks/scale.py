@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.cli_common import add_data_options, add_shape_option, run_main
+from harness.cli_common import add_data_options, add_shape_option, given_options, run_main
 from harness.errors import HarnessError
 
 PASSED_THROUGH = ("model", "shape", "device", "precision", "system", "backend", "data", "seq_len", "doc_stride",
@@ -51,11 +51,8 @@ def quick_count(args: argparse.Namespace, workers: int) -> str:
 
 def perf_command(args: argparse.Namespace, workers: int, logs: Path) -> list[str]:
     words = ["-m", "harness", "perf", "--scenario", "Offline", "--workers", str(workers), "--count",
-             quick_count(args, workers), "--build-dir", str(args.build_dir), "--logs-dir", str(logs)]
-    for name in PASSED_THROUGH:
-        value = getattr(args, name)
-        if value is not None:
-            words += [f"--{name.replace('_', '-')}", str(value)]
+             quick_count(args, workers), "--build-dir", str(args.build_dir), "--logs-dir", str(logs),
+             *given_options(args, PASSED_THROUGH)]
     if args.launcher == "srun":
         return ["srun", f"--ntasks={workers}", "--kill-on-bad-exit=1", sys.executable, *words]
     return [sys.executable, *words]

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.cli_common import add_data_options, add_shape_option, run_main, sample_source
+from harness.cli_common import add_data_options, add_shape_option, given_options, run_main, sample_source
 from harness.energy import peak_memory
 from harness.errors import HarnessError
 
@@ -106,12 +106,8 @@ def point_arguments(args: argparse.Namespace, point: dict, scenario: str, folder
     words = ["point", "--scenario", scenario, "--backend", point["backend"], "--precision", point["precision"],
              "--batch-size", str(point["batch_size"]), "--max-tokens", str(point["max_tokens"] or "none"),
              "--build-dir", str(args.build_dir), "--folder", str(folder)]
-    for name in ("model", "shape", "device", "system", "count", "data", "seq_len", "doc_stride", "samples",
-                 "lengths", "seed"):
-        value = getattr(args, name)
-        if value is not None:
-            words += [f"--{name.replace('_', '-')}", str(value)]
-    return words
+    return words + given_options(args, ("model", "shape", "device", "system", "count", "data", "seq_len",
+                                        "doc_stride", "samples", "lengths", "seed"))
 
 
 def run_point(args: argparse.Namespace, point: dict, scenario: str, folder: Path) -> list[dict]:

@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.cli_common import REPO, add_shape_option, run_main
+from harness.cli_common import REPO, add_shape_option, given_options, run_main
 from harness.errors import HarnessError
 
 PASSED_THROUGH = ("model", "shape", "dataset", "precision", "device", "steps", "epochs", "batch_size", "accumulate",
@@ -46,11 +46,7 @@ def why_not(args: argparse.Namespace, layout: list[str]) -> str | None:
 
 
 def train_arguments(args: argparse.Namespace, layout: list[str]) -> list[str]:
-    words = [*layout, "--build-dir", str(args.build_dir)]
-    for name in PASSED_THROUGH:
-        value = getattr(args, name)
-        if value is not None:
-            words += [f"--{name.replace('_', '-')}", str(value)]
+    words = [*layout, "--build-dir", str(args.build_dir), *given_options(args, PASSED_THROUGH)]
     if args.steps is None and args.epochs is None:
         words += ["--steps", str(QUICK_STEPS)]
     if args.microbatches is not None and "pipeline" not in layout:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -53,6 +53,17 @@ def missing_module_fix(name: str) -> str:
                 f"as a module: python -m {module}")
     return (f"Python module '{name}' is missing from {sys.executable}; run `make setup` (or, with PYTHON=..., "
             "install it there: LoadGen is `pip install mlcommons-loadgen` or a local wheel)")
+
+
+def given_options(args: argparse.Namespace, names: Iterable[str]) -> list[str]:
+    """The options among `names` that were given, as command-line words (--seq-len 128 ...): a driver's settings
+    passed on to each command it runs."""
+    words: list[str] = []
+    for name in names:
+        value = getattr(args, name)
+        if value is not None:
+            words += [f"--{name.replace('_', '-')}", str(value)]
+    return words
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
