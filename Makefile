@@ -52,7 +52,7 @@ RUN_ARGS = $(DATA_ARGS) $(if $(SHAPE),--shape "$(SHAPE)") --scenario $(SCENARIO)
 	$(if $(SYSTEM),--system $(SYSTEM)) $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) \
 	$(if $(MAX_TOKENS),--max-tokens $(MAX_TOKENS)) $(if $(WORKERS),--workers $(WORKERS)) \
 	$(if $(RANK0_COMPUTES),--rank0-computes $(RANK0_COMPUTES)) $(if $(WORKER_TIMEOUT),--worker-timeout $(WORKER_TIMEOUT)) \
-	$(if $(TRUST_CHECKPOINT),--trust-checkpoint) $(if $(TRACE),--enable-trace) \
+	$(if $(TRUST_CHECKPOINT),--trust-checkpoint) $(if $(TRACE),--enable-trace) $(if $(REPLACE),--replace $(REPLACE)) \
 	$(foreach option,$(BACKEND_OPTIONS),--backend-option $(option))
 
 TRAIN_OPTIONS = model shape dataset precision device steps epochs batch_size accumulate lr warmup dropout seed seq_len \
@@ -70,13 +70,15 @@ help:
 	@echo "           submission; SCENARIOS=\"Offline Server\", default: what configs/submission.json's system_type needs)"
 	@echo "Variables: SCENARIO=$(SCENARIO) BACKEND=$(BACKEND) MODEL= DEVICE= PRECISION= COUNT= SYSTEM= BATCH_SIZE= MAX_TOKENS="
 	@echo "           BACKEND_OPTIONS=\"key=value ...\" (backend settings, e.g. optimize=0 or providers=tensorrt)"
-	@echo "           BUILD=$(BUILD) PYTHON= TORCH_SPEC=$(TORCH_SPEC) TRUST_CHECKPOINT=1 TRACE=1"
+	@echo "           BUILD=$(BUILD) PYTHON= TORCH_SPEC=$(TORCH_SPEC) TRUST_CHECKPOINT=1 TRACE=1 REPLACE=1 (a quick run"
+	@echo "           over a compliant one; earlier runs are always kept under <scenario>/earlier/)"
 	@echo "Many devices: WORKERS=N (ranks under torch.distributed: one per GPU, or sharing the cores; srun across"
 	@echo "           nodes: slurm/) RANK0_COMPUTES=0|1 WORKER_TIMEOUT=s; make scale WORKERS=\"1 2 4 8\""
 	@echo "Other data and models (not the MLPerf setting): DATA=squad|synthetic SEQ_LEN=32..512 DOC_STRIDE="
 	@echo "           SAMPLES= LENGTHS=squad|full SEED= (DATA=synthetic), SHAPE=bert-base|distilbert|tiny|layers=L,hidden=H,heads=A"
 	@echo "Compliance: make compliance SCENARIO=... (TEST01; AUDIT_CONFIG=<the round's audit.config> BACKEND= PRECISION=)"
 	@echo "Submission: SHORT=$(SHORT) LAYOUT=$(LAYOUT) CHECKER=<mlcommons/inference checkout> SUBMITTER= BACKEND= PRECISION="
+	@echo "           SCENARIOS=\"Offline ...\" (default: every scenario with runs; SHORT=0 needs the system type's)"
 	@echo "Benchmarks: make bench, make profile (tables in $(BUILD)/bench/; UPDATE_DOCS=1 also into docs/benchmarks.md)"
 	@echo "Sweeps: make sweep BATCH_SIZES=\"1 4 16\" MAX_TOKENS=\"none 4096\" PRECISIONS= BACKENDS= MODE=direct|loadgen"
 	@echo "           NAME= OPTIMAL=1 OPTIMAL_FILE= (rows, plots and the optimal system file in $(BUILD)/sweeps/<name>/)"
@@ -101,8 +103,8 @@ all: $(ENV)
 			$(MAKE) --no-print-directory $$step SCENARIO=$$scenario || exit $$?; \
 		done; \
 	done; \
-	echo "=== make submission"; \
-	$(MAKE) --no-print-directory submission
+	echo "=== make submission SCENARIOS=\"$$scenarios\""; \
+	$(MAKE) --no-print-directory submission SCENARIOS="$$scenarios"
 
 setup: .venv/.installed
 
@@ -137,6 +139,7 @@ compliance: $(ENV)
 
 submission: $(ENV)
 	$(PYTHON) -m submission --build-dir "$(BUILD)" --layout $(LAYOUT) $(if $(filter 1,$(SHORT)),--short) \
+		$(if $(SCENARIOS),--scenarios $(SCENARIOS)) \
 		$(if $(CHECKER),--checker "$(CHECKER)") $(if $(SUBMITTER),--submitter "$(SUBMITTER)") \
 		$(if $(filter command line environment,$(origin BACKEND)),--backend $(BACKEND)) $(if $(PRECISION),--precision $(PRECISION))
 

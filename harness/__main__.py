@@ -49,6 +49,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="with --workers: rank 0 runs a backend too, beside LoadGen (default 1)")
     parser.add_argument("--logs-dir", type=Path, default=None,
                         help="where the logs go (default <build-dir>/logs; make scale keeps each count's apart)")
+    parser.add_argument("--replace", default="0", choices=("0", "1"),
+                        help="1: let a quick run become the newest over a compliant one, or an accuracy run over "
+                             "one of more samples (the earlier run is kept under earlier/ either way)")
     parser.add_argument("--worker-timeout", type=float, default=None,
                         help="seconds a worker may take over one batch before the run ends, naming it (default 300)")
 
@@ -62,7 +65,7 @@ def options_from(args: argparse.Namespace) -> RunOptions:
                       doc_stride=args.doc_stride, samples=args.samples, lengths=args.lengths, seed=args.seed,
                       shape=args.shape, max_tokens=args.max_tokens, workers=args.workers,
                       rank0_computes=args.rank0_computes == "1", worker_timeout=args.worker_timeout,
-                      logs_dir=args.logs_dir)
+                      logs_dir=args.logs_dir, replace=args.replace == "1")
 
 
 def start_ranks(args: argparse.Namespace) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import re
 import shlex
 import shutil
 import socket
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from harness.distributed import distribute, launched_rank, leave, rank_device, resolve_workers
 from harness.errors import HarnessError
+from harness.run_folders import RunLock, configuration_name, keep_earlier, log_dir, replacement_problem
 from harness.settings import (
     SystemConfig,
     check_scenario,
@@ -57,6 +57,7 @@ class RunOptions:
     workers: str | None = None  # ranks under torch.distributed (harness/distributed.py); None or 1: this process
     rank0_computes: bool = True  # with WORKERS: rank 0 runs a backend too, beside LoadGen
     worker_timeout: float | None = None  # seconds a worker may take over a batch before the run ends
+    replace: bool = False  # REPLACE=1: a quick run may become the newest over a compliant one (which is kept)
 
 
 @dataclass
@@ -197,24 +198,6 @@ def create_backend(name: str, model, device: str, precision: str, features, buil
                                options=options, log=log)
 
 
-def configuration_name(precision: str, device: str, options: dict[str, str], data_label: str = "") -> str:
-    """What keeps runs of one model and backend from replacing each other: precision, kind of device, data
-    other than MLPerf's, and backend options (fp32-cpu, fp16-cuda-synthetic-seq128, fp8-cuda+triton_attention=1).
-    cuda:0 and cuda:1 are one kind of system."""
-    options_part = "".join(f"+{key}={value}" for key, value in sorted(options.items()))
-    name = f"{precision}-{device.partition(':')[0]}{data_label}{options_part}"
-    return re.sub(r"[^A-Za-z0-9._=+-]+", "-", name)
-
-
-def log_dir(logs: Path, model_name: str, backend: str, configuration: str, scenario: str, accuracy: bool,
-            compliance_test: str = "") -> Path:
-    """Laid out as in a submission: <scenario>/performance/run_1, <scenario>/accuracy, <scenario>/TEST01/..."""
-    base = logs / model_name / backend / configuration / scenario
-    if compliance_test:
-        return base / compliance_test / "performance" / "run_1"
-    return base / "accuracy" if accuracy else base / "performance" / "run_1"
-
-
 def loadgen_result(summary: Path) -> str:
     """LoadGen's verdict line ("VALID"/"INVALID"), or "" when the summary has none (accuracy runs)."""
     if not summary.is_file():
@@ -251,40 +234,6 @@ def quick_run_lines(count: int) -> list[str]:
 def boxed(lines: list[str]) -> str:
     """A notice the console and mlperf_log_summary.txt both show, set off so it cannot be missed."""
     return "\n" + "=" * 78 + "\n" + "\n".join(lines) + "\n" + "=" * 78 + "\n"
-
-
-class RunLock:
-    """Keeps a second run of the same scenario and mode out of this one's folder while it runs.
-
-    Two at once (say, two precisions tried on two GPUs) would share the .partial folder: the second
-    would delete the first one's logs under it. The lock file is removed when the run ends (the flock
-    itself goes with the process, however it ends); a taker checks that the file it locked is still the
-    one in place, so removing it never lets two runs in.
-    """
-
-    def __init__(self, final_dir: Path, what: str):
-        import fcntl
-
-        final_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.path = final_dir.with_name(final_dir.name + ".lock")
-        while True:
-            self.handle = open(self.path, "a")
-            try:
-                fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                self.handle.close()
-                raise HarnessError(f"another {what} is running into {final_dir}; wait for it to finish, or give "
-                                   "this one its own BUILD= folder") from None
-            if self.path.exists() and os.stat(self.path).st_ino == os.fstat(self.handle.fileno()).st_ino:
-                return
-            self.handle.close()  # its holder removed it as we took it: take the one in place now
-
-    def __enter__(self) -> RunLock:
-        return self
-
-    def __exit__(self, *_) -> None:
-        self.path.unlink(missing_ok=True)  # while still held
-        self.handle.close()
 
 
 def progress(sut, scenario: str, count: int | None, dataset_size: int, accuracy: bool,
@@ -422,6 +371,12 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
         nodes=rank.nodes if rank else 1, devices=[f"{socket.gethostname()}:{device}"],
         compliant_settings=count is None, compliance_test=compliance_test,
         command=shlex.join([sys.executable, "-m", "harness", *sys.argv[1:]]), working_directory=os.getcwd())
+    final_dir = log_dir(options.logs_dir or options.build_dir / "logs", model.name, backend_name,
+                        resolved.configuration, scenario, accuracy, compliance_test)
+    if rank is None or rank.is_leader:
+        problem = replacement_problem(final_dir, count, options.replace)
+        if problem:
+            raise HarnessError(problem)
     try:  # before any log folder: a failure leaves none
         backend = None if rank and rank.is_leader and not options.rank0_computes else create_backend(
             backend_name, model, device, precision, features, options.build_dir, options.backend_options, log)
@@ -436,8 +391,6 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
             return None, resolved
         resolved.devices = backend.devices
     resolved.input_data_type = backend.input_data_type
-    final_dir = log_dir(options.logs_dir or options.build_dir / "logs", model.name, backend_name,
-                        resolved.configuration, scenario, accuracy, compliance_test)
     with RunLock(final_dir, f"{scenario} {resolved.mode} of {model.name} with {backend_name}"):
         work_dir = final_dir.with_name(final_dir.name + ".partial").resolve()  # absolute: LoadGen may run elsewhere
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -508,6 +461,8 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
             log("reminder: random weights; these numbers say nothing about accuracy")
         if notes:
             log(boxed(notes))
-        shutil.rmtree(final_dir, ignore_errors=True)
+        kept = keep_earlier(final_dir)
         work_dir.rename(final_dir)
+        if kept is not None:
+            log(f"the run that was in {final_dir} is kept in {kept}")
         return final_dir, resolved
