@@ -18,6 +18,7 @@ from accuracy.evaluate import REFERENCE_F1
 from submission.artifacts import RESULT_KEYS
 from submission.compliance import F1_DELTA_PERCENT
 from submission.loadgen_detail import read_detail_log
+from submission.log_consistency import accuracy_txt_problems, performance_problems
 from submission.runs import PASS_LINE, TEST, VERIFY_FILES
 from submission.system import AVAILABILITIES, INTEGER_FIELDS, MEANINGFUL_FIELDS, REQUIRED_FIELDS
 from submission.tree import BENCHMARK, MANIFEST, TEST01_FILES, scenario_paths, source_dir
@@ -115,7 +116,8 @@ def check_system(path: Path, division: str, submitter: str, report: Report) -> d
     return system
 
 
-def check_performance(run_dir: Path, scenario: str, layout: str, report: Report, label: str = "performance") -> None:
+def check_performance(run_dir: Path, scenario: str, layout: str, report: Report, label: str = "performance",
+                      shown: str | None = None) -> None:
     where = f"{scenario} {label}"
     for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt"):
         if not (run_dir / name).is_file():
@@ -126,6 +128,8 @@ def check_performance(run_dir: Path, scenario: str, layout: str, report: Report,
         report.error(f"{where}: the log is a {log.get('effective_scenario')} {log.get('effective_test_mode')} "
                      "run, not this scenario's performance run")
         return
+    for problem in performance_problems(run_dir, shown):  # tampering: an error in short mode too
+        report.error(problem)
     if log.get("result_validity") != "VALID":
         report.full_only(f"{where}: LoadGen result is {log.get('result_validity')}, not VALID")
     for message in log.errors:
@@ -164,12 +168,14 @@ def official_f1(accuracy_txt: Path) -> float | None:
     return next((float(match.group(1)) for line in lines if (match := F1_PATTERN.match(line))), None)
 
 
-def check_accuracy(run_dir: Path, scenario: str, report: Report) -> float | None:
+def check_accuracy(run_dir: Path, scenario: str, report: Report, shown: str | None = None) -> float | None:
     where = f"{scenario} accuracy"
     for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt", "accuracy.txt", "mlperf_log_accuracy.json"):
         if not (run_dir / name).is_file():
             report.error(f"{where}: {name} missing")
             return None
+    for problem in accuracy_txt_problems(run_dir, shown):
+        report.error(problem)
     if (run_dir / "mlperf_log_accuracy.json").stat().st_size > MAX_ACCURACY_LOG_BYTES:
         report.error(f"{where}: mlperf_log_accuracy.json is not truncated (> 10 KB)")
     lines = (run_dir / "accuracy.txt").read_text().splitlines()
@@ -196,7 +202,7 @@ def required_scenarios(system_type: object) -> tuple[str, ...]:
     return REQUIRED_SCENARIOS.get(str(system_type).split(",")[0].strip(), ())
 
 
-def check_test01(directory: Path, scenario: str, layout: str, report: Report) -> None:
+def check_test01(directory: Path, scenario: str, layout: str, report: Report, shown: str | None = None) -> None:
     """What the official checker reads of TEST01: the two verdicts, the run's logs, and the F1 fallback."""
     where = f"{scenario} {TEST}"
     required = (*VERIFY_FILES, "performance/run_1/mlperf_log_summary.txt", "performance/run_1/mlperf_log_detail.txt")
@@ -204,7 +210,8 @@ def check_test01(directory: Path, scenario: str, layout: str, report: Report) ->
     if missing:
         report.full_only(f"{where}: {', '.join(missing)} missing; rerun `make compliance SCENARIO={scenario}`")
         return
-    check_performance(directory / "performance" / "run_1", scenario, layout, report, label=TEST)
+    check_performance(directory / "performance" / "run_1", scenario, layout, report, label=TEST,
+                      shown=f"{shown or directory}/performance/run_1")
     verdicts = {name: [line.strip() for line in (directory / name).read_text().splitlines()] for name in VERIFY_FILES}
     if PASS_LINE not in verdicts["verify_performance.txt"]:
         report.full_only(f"{where}: the performance check did not pass "
@@ -266,18 +273,18 @@ def check_tree(root: Path, layout: str, short: bool) -> Report:
             report.error(f"no results under {results.relative_to(root)}")
         for scenario in scenarios:
             paths = scenario_paths(layout, division, submitter, system_id, scenario)
-            check_performance(root / paths.performance, scenario, layout, report)
-            check_accuracy(root / paths.accuracy, scenario, report)
+            check_performance(root / paths.performance, scenario, layout, report, shown=str(paths.performance))
+            check_accuracy(root / paths.accuracy, scenario, report, shown=str(paths.accuracy))
             check_measurements(root / paths.measurements_dir, paths.measurements_file, scenario, report)
             if (root / paths.compliance).is_dir():
-                check_test01(root / paths.compliance, scenario, layout, report)
+                check_test01(root / paths.compliance, scenario, layout, report, str(paths.compliance))
             elif division == "closed":
                 report.full_only(f"{scenario}: compliance test {TEST} missing (required in the closed division): "
                                  f"run `make compliance SCENARIO={scenario}`")
         required = required_scenarios(system.get("system_type", "edge"))
-        for scenario in required:
-            if scenario not in scenarios:  # an error in short mode too: a dropped scenario must never pass
-                report.error(f"required scenario {scenario} for system type {system.get('system_type')} is "
-                             f"missing: run `make all SCENARIOS={scenario}` with the settings of the others "
-                             "(their README.md gives the commands)")
+        for scenario in required:  # a closed submission's rule; a short (open) one may hold fewer
+            if scenario not in scenarios:
+                report.full_only(f"required scenario {scenario} for system type {system.get('system_type')} is "
+                                 f"missing: run `make all SCENARIOS={scenario}` with the settings of the others "
+                                 "(their README.md gives the commands)")
     return report

@@ -18,7 +18,8 @@ from pathlib import Path
 from accuracy.evaluate import evaluate_logits, write_accuracy_txt
 from accuracy.loadgen_log import decode_entries, file_sha256, read_log_entries
 from harness.errors import HarnessError
-from harness.run import RunLock, RunOptions, run
+from harness.run import RunOptions, run
+from harness.run_folders import RunLock, keep_earlier
 from harness.settings import check_scenario
 from qsl.cache import load_features
 from qsl.features import MAX_SEQ_LENGTH, SquadFeatures
@@ -39,9 +40,12 @@ class Verification:
 def scenario_runs(build_dir: Path, scenario: str, model: str | None, backend: str | None,
                   precision: str | None = None) -> ScenarioRuns:
     check_scenario(scenario)
-    complete = find_runs(build_dir, model, backend, precision)
+    selection = find_runs(build_dir, model, backend, precision)
+    complete = selection.runs
     for runs in complete:
         if runs.scenario == scenario:
+            for note in selection.notes:
+                print(f"note: {note}")
             return runs
     raise HarnessError(f"{TEST} reruns the {scenario} performance run and compares it with the {scenario} accuracy "
                        f"run: run `make perf SCENARIO={scenario}` and `make accuracy SCENARIO={scenario}` first "
@@ -58,27 +62,31 @@ def run_test01(build_dir: Path, scenario: str, audit_config: Path, model: str | 
                            "(AUDIT_CONFIG=...), or leave it out for the shipped one")
     runs = scenario_runs(build_dir, scenario, model, backend, precision)
     info = runs.performance_info
+    if info.get("workers", 1) > 1:
+        raise HarnessError(f"the {scenario} performance run in {runs.performance_dir} ran over {info['workers']} "
+                           f"ranks (WORKERS={info['workers']}); {TEST} reruns a run exactly as it ran, and cannot "
+                           "start ranks yet: make the scenario's runs without WORKERS to audit them")
+    max_tokens = info.get("max_tokens")
     options = RunOptions(scenario=scenario, backend=info["backend"],
                          model=os.path.join(info["working_directory"], info["model_source"]),
                          device=info["device"], precision=info["precision"],
                          count=str(info["count"]) if info["count"] else "full", system=info["system"],
-                         batch_size=info["batch_size"], build_dir=build_dir, trust_checkpoint=trust_checkpoint,
+                         batch_size=info["batch_size"], max_tokens="none" if max_tokens is None else str(max_tokens),
+                         build_dir=build_dir, trust_checkpoint=trust_checkpoint,
                          backend_options=info["backend_options"])
     test_dir = runs.performance_dir.parents[1] / TEST
     with RunLock(test_dir, f"{TEST} of {scenario}"):  # before moving a folder another one may be using
-        previous = test_dir.with_name(f"{TEST}.previous")  # the last test stays until this one has finished
-        shutil.rmtree(previous, ignore_errors=True)
-        if test_dir.exists():
-            test_dir.rename(previous)
+        kept = keep_earlier(test_dir)  # at once: however this test ends, the last one is not lost
         log(f"{TEST}: the {scenario} performance run again, with {audit_config}")
         try:
             accuracy, performance = _run_and_verify(options, runs, test_dir, audit_config, log)
         except Exception:
             shutil.rmtree(test_dir, ignore_errors=True)
-            if previous.exists():
-                previous.rename(test_dir)
+            if kept is not None:
+                kept.rename(test_dir)
             raise
-        shutil.rmtree(previous, ignore_errors=True)
+    if kept is not None:
+        log(f"the earlier {TEST} is kept in {kept}")
     return test_dir, accuracy, performance
 
 

@@ -82,5 +82,5 @@ def run_official_checker(checkout: Path, root: Path, submitter: str, version: st
         print("\n".join((errors or output)[-SHOWN_LINES:]))
     waived = f", {len(errors)} logged errors waived by the short-run rules" if passed and errors else ""
     print(f"official checker: {'PASSED' if passed else 'FAILED'} (exit code {result.returncode}{waived}; "
-          f"its summary in {csv_path})")
+          f"its summary is {csv_path.name})")
     return passed

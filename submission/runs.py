@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.run_folders import Slot, describe_run, is_compliant
 from harness.settings import SCENARIOS
 from qsl.features import DOC_STRIDE, MAX_SEQ_LENGTH
 
@@ -53,8 +54,9 @@ def model_path(info: dict) -> str:
     return os.path.relpath(os.path.normpath(os.path.join(info["working_directory"], info["model_source"])))
 
 
-def make_command(target: str, scenario: str, info: dict, build_dir: Path = DEFAULT_BUILD) -> str:
-    """The make command that makes a `target` run of the system `info` describes, typed as it stands."""
+def make_command(target: str, scenario: str, info: dict, build_dir: Path = DEFAULT_BUILD, count: bool = False) -> str:
+    """The make command that makes a `target` run of the system `info` describes, typed as it stands; `count`:
+    over as many samples as that run."""
     words = [f"make {target}", f"SCENARIO={scenario}"]
     if not info["model_is_random"]:
         words.append(f"MODEL={shlex.quote(model_path(info))}")
@@ -65,6 +67,8 @@ def make_command(target: str, scenario: str, info: dict, build_dir: Path = DEFAU
                                                                 for key, value in info["backend_options"].items())))
     if build_dir != DEFAULT_BUILD:
         words.append(f"BUILD={shlex.quote(str(build_dir))}")
+    if count:
+        words.append(f"COUNT={info['count'] or 'full'}")
     return " ".join(words)
 
 
@@ -75,26 +79,61 @@ def _configuration_difference(performance: dict, accuracy: dict) -> str | None:
     return "; ".join(differences) or None
 
 
-def _scenario_runs(logs: Path, key: tuple[str, str, str], build_dir: Path) -> tuple[list[ScenarioRuns], list[str]]:
-    """The scenarios with both runs, and for each half-done one the command that completes it."""
-    runs, missing = [], []
+def _best(run_dirs: list[Path], mode: str, accept=lambda info: True) -> tuple[Path, dict] | tuple[None, None]:
+    """The run to package among a slot's runs (newest first): compliant before quick, then the one over most
+    samples, then the newest."""
+    candidates = [(position, path, info) for position, path in enumerate(run_dirs)
+                  if (info := _read_info(path)) is not None and accept(info)]
+    if not candidates:
+        return None, None
+    _, path, info = min(candidates, key=lambda candidate: (not is_compliant(candidate[2], mode),
+                                                           -_coverage(candidate[2]), candidate[0]))
+    return path, info
+
+
+def _coverage(info: dict) -> float:
+    return float("inf") if info["count"] is None else info["count"]
+
+
+def _chosen_note(scenario: str, mode: str, chosen: Path, info: dict, newest: Path) -> str | None:
+    """Said when a better earlier run is packaged over the newest one."""
+    if chosen == newest:
+        return None
+    newest_info = _read_info(newest)
+    newer = f" over the newer {describe_run(newest_info, mode)} run in {newest}" if newest_info else ""
+    return f"{scenario} {mode}: using the {describe_run(info, mode)} run kept in {chosen}{newer}"
+
+
+def _scenario_runs(logs: Path, key: tuple[str, str, str], build_dir: Path
+                   ) -> tuple[list[ScenarioRuns], dict[str, str], list[str]]:
+    """The scenarios with both runs, for each half-done one the command that completes it, and what was chosen
+    over a newer run."""
+    runs, missing, notes = [], {}, []
     for scenario in SCENARIOS:
         base = logs.joinpath(*key, scenario)
-        performance_dir, accuracy_dir = base / "performance" / "run_1", base / "accuracy"
-        performance_info, accuracy_info = _read_info(performance_dir), _read_info(accuracy_dir)
+        performance_slot, accuracy_slot = Slot(base, "performance"), Slot(base, "accuracy")
+        performance_dir, performance_info = _best(performance_slot.runs(), "performance")
+        accuracy_runs = accuracy_slot.runs()
+        _, any_accuracy_info = _best(accuracy_runs, "accuracy")
+        accuracy_dir, accuracy_info = _best(  # one of the system that was timed: MLPerf needs them the same
+            accuracy_runs, "accuracy", lambda info, timed=performance_info: not _configuration_difference(timed, info)
+        ) if performance_info else (None, None)
         if performance_info and accuracy_info:
-            difference = _configuration_difference(performance_info, accuracy_info)
-            if difference:
-                missing.append(f"`{make_command('accuracy', scenario, performance_info, build_dir)}`, the "
-                               f"performance run's system ({difference})")
-            else:
-                runs.append(_with_test01(ScenarioRuns(scenario, performance_dir, accuracy_dir, performance_info,
-                                                      accuracy_info), base / TEST))
+            notes += [note for note in (
+                _chosen_note(scenario, "performance", performance_dir, performance_info, performance_slot.newest),
+                _chosen_note(scenario, "accuracy", accuracy_dir, accuracy_info, accuracy_slot.newest)) if note]
+            runs.append(_with_test01(ScenarioRuns(scenario, performance_dir, accuracy_dir, performance_info,
+                                                  accuracy_info), Slot(base, TEST)))
+        elif performance_info and any_accuracy_info:
+            difference = _configuration_difference(performance_info, any_accuracy_info)
+            missing[scenario] = (f"`{make_command('accuracy', scenario, performance_info, build_dir)}`, the "
+                                 f"performance run's system ({difference})")
         elif performance_info:
-            missing.append(_complete_with("accuracy", scenario, performance_info, build_dir))
-        elif accuracy_info:
-            missing.append(f"`{make_command('perf', scenario, accuracy_info, build_dir)}` (its accuracy run exists)")
-    return runs, missing
+            missing[scenario] = _complete_with("accuracy", scenario, performance_info, build_dir)
+        elif any_accuracy_info:
+            missing[scenario] = (f"`{make_command('perf', scenario, any_accuracy_info, build_dir)}` "
+                                 "(its accuracy run exists)")
+    return runs, missing, notes
 
 
 def _complete_with(target: str, scenario: str, info: dict, build_dir: Path) -> str:
@@ -104,18 +143,21 @@ def _complete_with(target: str, scenario: str, info: dict, build_dir: Path) -> s
     return f"`{make_command(target, scenario, info, build_dir)}` (its performance run exists)"
 
 
-def _with_test01(runs: ScenarioRuns, test_dir: Path) -> ScenarioRuns:
-    """Attach the scenario's TEST01 if it finished and is newer than both runs it checked."""
-    if not test_dir.exists():
+def _with_test01(runs: ScenarioRuns, slot: Slot) -> ScenarioRuns:
+    """Attach the scenario's newest TEST01 if it finished after both runs it checked."""
+    tests = slot.runs()
+    if not tests:
         return runs
-    info = _read_info(test_dir / "performance" / "run_1")
-    if info is None or not all((test_dir / name).is_file() for name in VERIFY_FILES):
-        problem = "did not finish"
-    elif info["start_utc"] < max(runs.performance_info["end_utc"], runs.accuracy_info["end_utc"]):
-        problem = "is older than the runs it checks"
-    else:
-        runs.test01_dir, runs.test01_info = test_dir, info
-        return runs
+    problem = ""
+    for test_dir in tests:
+        info = _read_info(test_dir / "performance" / "run_1")
+        if info is None or not all((test_dir / name).is_file() for name in VERIFY_FILES):
+            problem = problem or "did not finish"
+        elif info["start_utc"] < max(runs.performance_info["end_utc"], runs.accuracy_info["end_utc"]):
+            problem = problem or "is older than the runs it checks"
+        else:
+            runs.test01_dir, runs.test01_info = test_dir, info
+            return runs
     runs.test01_problem = problem
     return runs
 
@@ -127,8 +169,17 @@ def passed_test01(test_dir: Path) -> bool:
     return PASS_LINE in performance and (PASS_LINE in accuracy or accuracy[-1].endswith(": PASS"))
 
 
+@dataclass
+class Selection:
+    """What a submission of one system is made of: complete scenarios, and the half-done ones left out."""
+
+    runs: list[ScenarioRuns]
+    incomplete: dict[str, str]  # scenario -> the command that completes it
+    notes: list[str]  # a better earlier run chosen over a newer one, and the like
+
+
 def find_runs(build_dir: Path, model: str | None = None, backend: str | None = None,
-              precision: str | None = None) -> list[ScenarioRuns]:
+              precision: str | None = None) -> Selection:
     """Scenarios with both a performance and an accuracy run of one model, backend and configuration.
 
     By default the newest configuration that has a complete scenario: a later quick run of another
@@ -156,18 +207,17 @@ def find_runs(build_dir: Path, model: str | None = None, backend: str | None = N
                            "run `make perf` and `make accuracy` first")
     newest_first = sorted(candidates, key=candidates.get, reverse=True)
     newest = "/".join(newest_first[0])
-    runs, missing = _scenario_runs(logs, newest_first[0], build_dir)
+    runs, missing, notes = _scenario_runs(logs, newest_first[0], build_dir)
     if not runs:
         newest_missing = missing
         for chosen in newest_first[1:]:
-            runs, missing = _scenario_runs(logs, chosen, build_dir)
+            runs, missing, notes = _scenario_runs(logs, chosen, build_dir)
             if runs:
                 break
         else:
             raise HarnessError(f"no scenario of {newest} has both runs; run "
-                               + (", ".join(newest_missing) if newest_missing else "`make perf` and `make accuracy`"))
-        print(f"note: packaging {'/'.join(chosen)}, the newest runs with a complete scenario; the later {newest} "
-              "runs have none (choose with make submission BACKEND=... PRECISION=...)")
-    for line in missing:
-        print(f"note: skipping a half-done scenario; to include it run {line}")
-    return runs
+                               + (", ".join(newest_missing.values()) if newest_missing
+                                  else "`make perf` and `make accuracy`"))
+        notes.insert(0, f"packaging {'/'.join(chosen)}, the newest runs with a complete scenario; the later "
+                        f"{newest} runs have none (choose with make submission BACKEND=... PRECISION=...)")
+    return Selection(runs, missing, notes)
