@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from accuracy.evaluate import AccuracyResult, evaluate_log, write_accuracy_txt
 from accuracy.loadgen_log import DTYPES
-from harness.cli_common import run_main
+from harness.cli_common import ArgumentParser, run_main
+from harness.errors import HarnessError
 
 
 def parser() -> argparse.ArgumentParser:
-    result = argparse.ArgumentParser(
+    result = ArgumentParser(
         prog="python -m accuracy",
         description="Score a LoadGen mlperf_log_accuracy.json for bert-99 the way the MLPerf reference does "
                     "(n-best 20, max answer 30, official SQuAD v1.1 F1/EM) and write accuracy.txt beside it.")
@@ -39,7 +41,8 @@ def main() -> int:
     from harness.samples import load_samples, resolve_samples
 
     args = parser().parse_args()
-    source = resolve_samples(seq_len=args.seq_len, doc_stride=args.doc_stride)
+    seq_len, doc_stride = run_featurisation(args.log_file, args.seq_len, args.doc_stride)
+    source = resolve_samples(seq_len=seq_len, doc_stride=doc_stride)
     features = load_samples(source, args.build_dir)
     result = evaluate_log(args.log_file, features, args.dataset, args.output_dtype, args.output_transposed,
                           args.predictions, "" if source.is_mlperf else source.featurisation.describe())
@@ -50,12 +53,29 @@ def main() -> int:
     earlier = scored_differently(accuracy_txt, result) if args.accuracy_txt is None else None
     if earlier:
         print(f"not written: {accuracy_txt} already scores this log differently ({earlier}); check "
-              "--output-dtype and --output-transposed, or give --accuracy-txt PATH (that path itself replaces it)",
+              "--output-dtype, --output-transposed, --seq-len and --doc-stride, or give --accuracy-txt PATH (that "
+              "path itself replaces it)",
               file=sys.stderr)
         return 1
     write_accuracy_txt(accuracy_txt, result)
     print(f"wrote {accuracy_txt}")
     return 0
+
+
+def run_featurisation(log_file: Path, seq_len: str | None, doc_stride: str | None) -> tuple[object, object]:
+    """SEQ_LEN and DOC_STRIDE of the run whose folder holds the log (its run_info.json), unless given; given
+    ones that contradict the run are refused."""
+    try:
+        info = json.loads((log_file.parent / "run_info.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return seq_len, doc_stride
+    ran = {"--seq-len": info.get("seq_len"), "--doc-stride": info.get("doc_stride")}
+    for flag, given in (("--seq-len", seq_len), ("--doc-stride", doc_stride)):
+        if given is not None and ran[flag] is not None and str(given) != str(ran[flag]):
+            raise HarnessError(f"{flag} {given}, but the run in {log_file.parent} used {ran[flag]} (its "
+                               "run_info.json); leave the flag out to score the log as it ran")
+    return (seq_len if seq_len is not None else ran["--seq-len"],
+            doc_stride if doc_stride is not None else ran["--doc-stride"])
 
 
 def scored_differently(path: Path, result: AccuracyResult) -> str | None:

@@ -46,14 +46,20 @@ def read_log_entries(path: Path) -> list[tuple[int, str]]:
 
 
 def read_accuracy_log(path: Path, num_features: int, seq_length: int, dtype: str = "float32",
-                      transposed: bool = False) -> dict[int, np.ndarray]:
+                      transposed: bool = False, lengths: np.ndarray | None = None) -> dict[int, np.ndarray]:
     """sample index -> float64 [seq_length, 2] (start, end) logits; a repeated index keeps its last entry."""
-    return decode_entries(read_log_entries(path), path, num_features, seq_length, dtype, transposed)
+    return decode_entries(read_log_entries(path), path, num_features, seq_length, dtype, transposed, lengths)
 
 
 def decode_entries(entries: list[tuple[int, str]], path: Path, num_features: int, seq_length: int,
-                   dtype: str = "float32", transposed: bool = False) -> dict[int, np.ndarray]:
-    """read_accuracy_log for entries already read from `path` (named in errors)."""
+                   dtype: str = "float32", transposed: bool = False,
+                   lengths: np.ndarray | None = None) -> dict[int, np.ndarray]:
+    """read_accuracy_log for entries already read from `path` (named in errors).
+
+    An entry shorter than the sequence is padded, as the reference pads it, but only where it still covers
+    its feature's tokens (`lengths`, when given): a log of shorter samples (another SEQ_LEN) scored against
+    these features would otherwise be read as nonsense and scored without a word.
+    """
     if dtype not in DTYPES:
         raise HarnessError(f"unknown output dtype {dtype}; choose one of {', '.join(DTYPES)}")
     item_size = np.dtype(dtype).itemsize
@@ -66,9 +72,17 @@ def decode_entries(entries: list[tuple[int, str]], path: Path, num_features: int
                                "expected qsl_idx and hex data") from error
         if not 0 <= sample_index < num_features:
             raise HarnessError(f"{path}: entry {position} has qsl_idx {sample_index}, outside 0..{num_features - 1}")
-        if len(raw) == 0 or len(raw) % (2 * item_size) or len(raw) // (2 * item_size) > seq_length:
+        positions = len(raw) // (2 * item_size)
+        if len(raw) == 0 or len(raw) % (2 * item_size):
             raise HarnessError(f"{path}: entry {position} holds {len(raw)} bytes, not [<= {seq_length}, 2] of "
                                f"{dtype}; pass --output-dtype matching the run")
+        if positions > seq_length or (lengths is not None and positions < lengths[sample_index]):
+            raise HarnessError(f"{path}: entry {position} holds {len(raw)} bytes, {positions} positions of [start, "
+                               f"end] {dtype} logits, but sample {sample_index} is a feature of "
+                               f"{'at most ' + str(seq_length) if positions > seq_length else lengths[sample_index]} "
+                               f"tokens of SEQ_LEN={seq_length}: the log is of a run at another length (score it "
+                               f"with --seq-len {positions} if that run used SEQ_LEN={positions}) or another "
+                               "--output-dtype")
         values = np.frombuffer(raw, dtype).astype(np.float64)
         pairs = values.reshape(2, -1).T if transposed else values.reshape(-1, 2)
         logits = np.full((seq_length, 2), PAD_LOGIT)
