@@ -167,6 +167,7 @@ def load_mlperf_checkpoint(path: Path, trust_checkpoint: bool = False, log=print
 
     config_path = path.parent / "bert_config.json"
     config = _bert_config(config_path if config_path.is_file() else BERT_LARGE_CONFIG)
+    check_vocabulary(config_path if config_path.is_file() else path, config.vocab_size)
     state_dict = _load_state_dict(path, trust_checkpoint)
     if not isinstance(state_dict, dict):
         raise HarnessError(f"{path} is not a state dict (found {type(state_dict).__name__})")
@@ -191,15 +192,69 @@ def _check_shapes(path: Path, state_dict: dict, expected: dict, has_config: bool
                        "place the model's own bert_config.json next to it")
 
 
+def shipped_vocabulary() -> list[str]:
+    from qsl.dataset import SHIPPED_VOCAB
+
+    return SHIPPED_VOCAB.read_text(encoding="utf-8").splitlines()
+
+
+def check_vocabulary(path: Path, vocab_size: int, directory: Path | None = None) -> None:
+    """The features are word pieces of the shipped vocabulary (bert-large-uncased's): a model that reads ids
+    as another vocabulary's words computes nonsense, or fails on an id past its table mid-run."""
+    shipped = shipped_vocabulary()
+    fix = ("the features are made with bert-large-uncased's vocabulary (qsl/data/vocab.txt), so this harness runs "
+           "models trained on it (uncased BERT); pass such a MODEL=")
+    if vocab_size != len(shipped):
+        raise HarnessError(f"{path}: vocab_size {vocab_size}, but the features' vocabulary has {len(shipped)} word "
+                           f"pieces; {fix}")
+    if directory is None:
+        return
+    words = None
+    if (directory / "vocab.txt").is_file():
+        words = (directory / "vocab.txt").read_text(encoding="utf-8").splitlines()
+        source = directory / "vocab.txt"
+    elif (directory / "tokenizer.json").is_file():
+        try:
+            table = json.loads((directory / "tokenizer.json").read_text())["model"]["vocab"]
+            words = sorted(table, key=table.get) if isinstance(table, dict) else None
+        except (json.JSONDecodeError, KeyError, TypeError):
+            words = None
+        source = directory / "tokenizer.json"
+    if words is not None and words != shipped:
+        differing = next((index for index, (mine, theirs) in enumerate(zip(words, shipped, strict=False))
+                          if mine != theirs), min(len(words), len(shipped)))
+        raise HarnessError(f"{source} is another vocabulary than the features' ({len(words)} word pieces, first "
+                           f"difference at id {differing}); {fix}")
+
+
+SUPPORTED_MODEL_TYPES = ("bert",)
+
+
+def check_architecture(path: Path, config: dict) -> None:
+    """Say what a config.json describes, when it is not a BERT, instead of transformers' long load report."""
+    model_type = config.get("model_type")
+    architectures = config.get("architectures") or []
+    bert_named = not architectures or any(str(name).startswith("Bert") for name in architectures)
+    if model_type not in (*SUPPORTED_MODEL_TYPES, None) or (model_type is None and not bert_named):
+        named = ", ".join(map(str, architectures)) or "none named"
+        raise HarnessError(f"{path / 'config.json'} describes a {model_type or 'model of no model_type'} "
+                           f"(architectures: {named}); supported: {', '.join(SUPPORTED_MODEL_TYPES)} "
+                           "(BertForQuestionAnswering, fine-tuned on SQuAD)")
+
+
 def load_hf_directory(path: Path, log=print, new_head: bool = False) -> LoadedModel:
     import torch
     from transformers import BertForQuestionAnswering
 
     try:
-        json.loads((path / "config.json").read_text())
+        config = json.loads((path / "config.json").read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise HarnessError(f"{path / 'config.json'} is not valid JSON ({error}); copy the model directory "
                            "again, or pass another MODEL=") from error
+    if not isinstance(config, dict):
+        raise HarnessError(f"{path / 'config.json'} is not a model configuration (a JSON object)")
+    check_architecture(path, config)
+    check_vocabulary(path / "config.json", config.get("vocab_size", 30522), path)
     weights = [name for name in HF_WEIGHT_NAMES if (path / name).is_file()]
     if not weights:
         raise HarnessError(f"{path} has config.json but no {' or '.join(HF_WEIGHT_NAMES)}")
