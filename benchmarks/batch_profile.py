@@ -23,7 +23,7 @@ import numpy as np
 
 from benchmarks.bench import record
 from benchmarks.cpu import cpu_name
-from harness.cli_common import backend_options, run_main
+from harness.cli_common import ArgumentParser, backend_options, run_main
 
 CATEGORIES = (  # first match wins; names as CUDA kernels and CPU operators are called
     ("FFN input product, GELU, quantise (Triton)", r"_product_gelu_quantise"),
@@ -99,8 +99,8 @@ def report(kernels: list[KernelTime], tokens: int, samples: int, top: int) -> li
 
 
 def parser() -> argparse.ArgumentParser:
-    result = argparse.ArgumentParser(prog="python -m benchmarks.batch_profile", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    result = ArgumentParser(prog="python -m benchmarks.batch_profile", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     result.add_argument("--model", default=None, help="model (default: random BERT-Large, as make bench)")
     result.add_argument("--device", default=None, help="cpu or cuda (default: cuda when there is a GPU)")
     result.add_argument("--precision", default=None, help="fp32, fp16, bf16 or fp8 (default: the system file's)")
@@ -120,7 +120,8 @@ def main() -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from harness.run import create_backend, resolve_device
+    from harness.run import create_backend
+    from harness.run_config import resolve_device
     from harness.settings import detect_system, load_system
     from qsl.cache import load_features
     from sut.batching import batch_inputs

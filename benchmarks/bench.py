@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.timing import Row, host_seconds, measure, table, timed_passes
-from harness.cli_common import add_data_options, add_shape_option, run_main, sample_source
+from harness.cli_common import ArgumentParser, add_data_options, add_shape_option, run_main, sample_source
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "benchmarks.md"
@@ -119,8 +119,8 @@ def record(name: str, lines: list[str], build_dir: Path, update_docs: bool) -> N
 
 
 def parser() -> argparse.ArgumentParser:
-    result = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    result = ArgumentParser(prog="python -m benchmarks.bench", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     result.add_argument("--model", default=None,
                         help="model to time (default on GPU: random BERT-Large; on CPU: the small real model)")
     result.add_argument("--passes", type=int, default=3, help="timed passes per row; the median is reported")

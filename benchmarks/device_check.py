@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.cli_common import REPO, run_main
+from harness.cli_common import REPO, ArgumentParser, run_main
 from harness.errors import HarnessError
 
 STOP_GRACE_S = 15  # after SIGINT, before SIGKILL: LoadGen writes its logs when a run stops
@@ -244,7 +244,8 @@ def write_results(outcomes: list[Outcome], gpu: str, limit_s: float, out: Path,
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.device_check", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m benchmarks.device_check", description=__doc__.split("\n\n")[0],
+                            variables={"--steps": "CHECKS"})
     parser.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT_S,
                         help=f"seconds for all steps (default {DEFAULT_TIME_LIMIT_S}); the summary is written after")
     parser.add_argument("--out", type=Path, help="where results go (default $OUT, else build/device-check/<time>)")

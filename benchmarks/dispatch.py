@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch.multiprocessing as mp
 
-from harness.cli_common import run_main
+from harness.cli_common import ArgumentParser, run_main
 from harness.distributed import free_port
 
 MEAN_TOKENS = 178.5  # the dev features' mean real length
@@ -103,8 +103,8 @@ def main() -> None:
     from harness.settings import load_system
     from qsl.cache import load_features
 
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.dispatch", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m benchmarks.dispatch", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples-per-second", type=float, default=1000.0,
                         help="the simulated device's speed, per worker (default 1000)")
     parser.add_argument("--workers", nargs="*", type=int, default=[1, 2, 4, 8])

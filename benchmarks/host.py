@@ -10,7 +10,6 @@ a GPU run that the GPU cannot hide.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import tempfile
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.cli_common import run_main
+from harness.cli_common import ArgumentParser, run_main
 
 TARGET_RATE = 9_100  # samples/s: the H100 Offline record this harness aims at
 
@@ -70,7 +69,7 @@ def main() -> None:
     from harness.settings import known_systems, load_system
     from qsl.cache import load_features
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=200_000, help="samples in the LoadGen query")
     parser.add_argument("--system", default="h100", choices=known_systems(),
                         help="the configs/systems file whose batch size and token budget to use")

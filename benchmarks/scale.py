@@ -21,8 +21,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.cli_common import add_data_options, add_shape_option, given_options, run_main
+from harness.cli_common import ArgumentParser, add_data_options, add_shape_option, given_options, run_main
 from harness.errors import HarnessError
+from harness.run_config import RunConfig, RunOptions, resolve_count
 
 PASSED_THROUGH = ("model", "shape", "device", "precision", "system", "backend", "data", "seq_len", "doc_stride",
                   "samples", "lengths", "seed", "max_tokens", "batch_size", "rank0_computes", "worker_timeout")
@@ -45,8 +46,21 @@ def quick_count(args: argparse.Namespace, workers: int) -> str:
 
     if args.count == "full":
         return "full"
-    base = int(args.count) if args.count else load_system(args.system or detect_system()).default_count or 1024
+    base = resolve_count(args.count, load_system(args.system or detect_system()).default_count) or 1024
     return str(base * workers)
+
+
+def check_settings(args: argparse.Namespace, worker_counts: list[int]) -> None:
+    """Every count's settings, as its run would check them, before the first run starts."""
+    if args.rank0_computes not in (None, "0", "1"):
+        raise HarnessError(f"RANK0_COMPUTES={args.rank0_computes}: choose one of 0, 1")
+    for workers in worker_counts:
+        RunConfig.from_options(RunOptions(
+            backend=args.backend or "pytorch", model=args.model, device=args.device, precision=args.precision,
+            count=quick_count(args, workers), system=args.system, batch_size=args.batch_size,
+            max_tokens=args.max_tokens, data=args.data, seq_len=args.seq_len, doc_stride=args.doc_stride,
+            samples=args.samples, lengths=args.lengths, seed=args.seed, shape=args.shape, workers=str(workers),
+            rank0_computes=args.rank0_computes != "0", worker_timeout=args.worker_timeout), accuracy=False)
 
 
 def perf_command(args: argparse.Namespace, workers: int, logs: Path) -> list[str]:
@@ -137,8 +151,8 @@ def plot(rows: list[dict], path: Path) -> Path | None:
 
 
 def parser() -> argparse.ArgumentParser:
-    result = argparse.ArgumentParser(prog="python -m benchmarks.scale", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    result = ArgumentParser(prog="python -m benchmarks.scale", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     result.add_argument("--workers", nargs="*", default=["1", "2"], help='worker counts (WORKERS="1 2 4 8")')
     result.add_argument("--launcher", choices=("local", "srun"), default="local",
                         help="local: ranks on this machine; srun: each count as srun --ntasks N (inside SLURM)")
@@ -156,6 +170,7 @@ def parser() -> argparse.ArgumentParser:
 def main() -> int:
     args = parser().parse_args()
     worker_counts = counts(args.workers)
+    check_settings(args, worker_counts)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     folder = args.out or args.build_dir / "scale" / stamp
     folder.mkdir(parents=True, exist_ok=True)

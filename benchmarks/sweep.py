@@ -29,7 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.cli_common import add_data_options, add_shape_option, given_options, run_main, sample_source
+from harness.cli_common import (
+    ArgumentParser,
+    add_data_options,
+    add_shape_option,
+    given_options,
+    run_main,
+    sample_source,
+)
 from harness.energy import peak_memory
 from harness.errors import HarnessError
 
@@ -49,7 +56,7 @@ def parse_token_budget(text: str) -> int | None:
 
 def grid(args: argparse.Namespace) -> list[dict]:
     """Every point of the grid, checked before anything runs."""
-    from harness.run import BACKENDS, check_backend_settings, check_choice
+    from harness.run_config import BACKENDS, check_backend_settings, check_choice
 
     if args.precisions is None:
         from harness.settings import detect_system, load_system
@@ -212,7 +219,8 @@ def direct_row(args: argparse.Namespace) -> dict:
     import torch
 
     from harness.energy import energy_meter
-    from harness.run import create_backend, resolve_count, resolve_device, resolve_max_tokens
+    from harness.run import create_backend
+    from harness.run_config import resolve_count, resolve_device, resolve_max_tokens
     from harness.samples import load_samples
     from harness.settings import detect_system, load_system
     from sut.batching import plan_batches
@@ -266,7 +274,8 @@ def direct_row(args: argparse.Namespace) -> dict:
 def loadgen_row(args: argparse.Namespace) -> dict:
     """A quick LoadGen run of one scenario, its logs under the sweep's folder."""
     from harness.energy import energy_meter
-    from harness.run import RunOptions, resolve_device, run
+    from harness.run import run
+    from harness.run_config import RunOptions, resolve_device
     from harness.settings import detect_system, load_system
     from submission.loadgen_detail import read_detail_log
     from sut.stages import StageTimes
@@ -441,8 +450,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.sweep", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m benchmarks.sweep", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-sizes", nargs="*", default=["1", "4", "16"], help="largest batches (BATCH_SIZES)")
     parser.add_argument("--max-tokens", nargs="*", default=["none"],
                         help="token budgets per batch, or none (MAX_TOKENS; default none)")
@@ -462,8 +471,8 @@ def run_parser() -> argparse.ArgumentParser:
 
 
 def point_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.sweep point",
-                                     description="one point of a sweep (the sweep starts these itself)")
+    parser = ArgumentParser(prog="python -m benchmarks.sweep point",
+                            description="one point of a sweep (the sweep starts these itself)")
     parser.add_argument("--scenario", required=True)
     parser.add_argument("--backend", required=True)
     parser.add_argument("--precision", required=True)
@@ -477,8 +486,8 @@ def point_parser() -> argparse.ArgumentParser:
 def main() -> int:
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     if command == "plot":
-        parser = argparse.ArgumentParser(prog="python -m benchmarks.sweep plot",
-                                         description="draw a sweep's PNGs again from its results.jsonl")
+        parser = ArgumentParser(prog="python -m benchmarks.sweep plot",
+                                description="draw a sweep's PNGs again from its results.jsonl")
         parser.add_argument("results", type=Path)
         args = parser.parse_args(sys.argv[2:])
         if not args.results.is_file():

@@ -19,7 +19,7 @@ import statistics
 from pathlib import Path
 
 from benchmarks.timing import timer
-from harness.cli_common import run_main
+from harness.cli_common import ArgumentParser, run_main
 from harness.errors import HarnessError
 
 ATTENTION_TILES = [(64, 64, 4, 2), (64, 64, 4, 3), (64, 32, 4, 2), (32, 64, 2, 2), (128, 64, 4, 2), (128, 64, 8, 2),
@@ -117,8 +117,8 @@ def main() -> None:
     from harness.settings import detect_system, load_system
     from qsl.cache import load_features
 
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.tiles", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m benchmarks.tiles", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kernel", choices=("attention", "ffn", "both"), default="both")
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per row; the median is reported")
     parser.add_argument("--build-dir", type=Path, default=Path("build"))

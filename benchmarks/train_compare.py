@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.cli_common import REPO, add_shape_option, given_options, run_main
+from harness.cli_common import REPO, ArgumentParser, add_shape_option, given_options, run_main
 from harness.errors import HarnessError
 
 PASSED_THROUGH = ("model", "shape", "dataset", "precision", "device", "steps", "epochs", "batch_size", "accumulate",
@@ -145,7 +145,7 @@ def plot(rows: list[dict], folder: Path, runs: Path) -> list[Path]:
 def main() -> int:
     from harness.samples import whole_number
 
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.train_compare", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m benchmarks.train_compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", default="2", help="DDP ranks (default 2)")
     parser.add_argument("--stages", nargs="+", default=["2", "4"], help="pipeline stage counts (default 2 4)")
     parser.add_argument("--name", default="default", help="the comparison's folder under build/train/compare")

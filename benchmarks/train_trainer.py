@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.cli_common import REPO, add_shape_option, run_main
+from harness.cli_common import REPO, ArgumentParser, add_shape_option, run_main
 from harness.errors import HarnessError
 
 WARMUP_STEPS = 5
@@ -105,7 +105,7 @@ def ours_throughput(args: argparse.Namespace) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.train_trainer", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m benchmarks.train_trainer", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model")
     add_shape_option(parser)
     parser.add_argument("--steps", type=int, default=30)

@@ -7,8 +7,16 @@ import sys
 from pathlib import Path
 
 from configs import TEST01_AUDIT_CONFIG
-from harness.cli_common import add_data_options, add_shape_option, backend_options, run_main, sample_source
-from harness.run import BACKENDS, RunOptions, run, unmet_constraints
+from harness.cli_common import (
+    ArgumentParser,
+    add_data_options,
+    add_shape_option,
+    backend_options,
+    run_main,
+    sample_source,
+)
+from harness.run import run, unmet_constraints
+from harness.run_config import BACKENDS, RunConfig, RunOptions
 from harness.settings import SCENARIOS, known_systems
 from qsl.features import DOC_STRIDE, MAX_SEQ_LENGTH
 
@@ -28,7 +36,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                              "settings (default: the system file's default_count, none on GPU systems)")
     parser.add_argument("--system", default=None,
                         help=f"settings file in configs/systems: {', '.join(known_systems())} (default: detected)")
-    parser.add_argument("--batch-size", type=int, default=None, help="largest batch (default: the system file's)")
+    parser.add_argument("--batch-size", default=None, help="largest batch (default: the system file's)")
     parser.add_argument("--max-tokens", default=None,
                         help="token budget per batch (batch size x its longest sample), or none (default: the "
                              "system file's max_tokens)")
@@ -52,7 +60,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--replace", default="0", choices=("0", "1"),
                         help="1: let a quick run become the newest over a compliant one, or an accuracy run over "
                              "one of more samples (the earlier run is kept under earlier/ either way)")
-    parser.add_argument("--worker-timeout", type=float, default=None,
+    parser.add_argument("--worker-timeout", default=None,
                         help="seconds a worker may take over one batch before the run ends, naming it (default 300)")
 
 
@@ -68,18 +76,20 @@ def options_from(args: argparse.Namespace) -> RunOptions:
                       logs_dir=args.logs_dir, replace=args.replace == "1")
 
 
-def start_ranks(args: argparse.Namespace) -> None:
-    """WORKERS=N from a plain process: ranks 1..N-1 start as copies of this command, and this one is rank 0."""
-    from harness.distributed import launched_rank, resolve_workers, start_local_ranks
+def start_ranks(options: RunOptions, accuracy: bool) -> None:
+    """Every setting checked first; then, for WORKERS=N from a plain process, ranks 1..N-1 start as copies of
+    this command, and this one is rank 0."""
+    from harness.distributed import launched_rank, start_local_ranks
 
-    workers = resolve_workers(args.workers)
+    workers = RunConfig.from_options(options, accuracy).workers
     if workers > 1 and launched_rank() is None:
         start_local_ranks(workers, ["harness", *sys.argv[1:]])
 
 
 def command_perf(args: argparse.Namespace) -> int | None:
-    start_ranks(args)
-    run_dir, resolved = run(options_from(args), accuracy=False)
+    options = options_from(args)
+    start_ranks(options, accuracy=False)
+    run_dir, resolved = run(options, accuracy=False)
     if run_dir is None:  # a worker rank: rank 0 reports
         return None
     unmet = unmet_constraints(run_dir / "mlperf_log_summary.txt")
@@ -100,18 +110,24 @@ def command_accuracy(args: argparse.Namespace) -> int | None:
     from accuracy.evaluate import evaluate_log, write_accuracy_txt
     from harness.samples import load_samples
 
-    start_ranks(args)
-    run_dir, resolved = run(options_from(args), accuracy=True)
+    options = options_from(args)
+    start_ranks(options, accuracy=True)
+    scored = []
+
+    def score(work_dir: Path, _) -> None:  # in the run's folder before it takes its place: never unscored
+        source = sample_source(args)
+        features = load_samples(source, args.build_dir, log=lambda *_: None)
+        result = evaluate_log(work_dir / "mlperf_log_accuracy.json", features,
+                              predictions_path=work_dir / "predictions.json",
+                              setting="" if source.is_mlperf else source.featurisation.describe())
+        write_accuracy_txt(work_dir / "accuracy.txt", result)
+        scored.append(result)
+
+    run_dir, _ = run(options, accuracy=True, finish=score)
     if run_dir is None:  # a worker rank: rank 0 scores
         return None
-    source = sample_source(args)
-    features = load_samples(source, args.build_dir, log=lambda *_: None)
-    result = evaluate_log(run_dir / "mlperf_log_accuracy.json", features,
-                          predictions_path=run_dir / "predictions.json",
-                          setting="" if source.is_mlperf else source.featurisation.describe())
-    write_accuracy_txt(run_dir / "accuracy.txt", result)
-    print(result.official_line())
-    for line in result.verdict_lines():
+    print(scored[0].official_line())
+    for line in scored[0].verdict_lines():
         print(line)
     print(f"logs and accuracy.txt in {run_dir}")
 
@@ -149,8 +165,8 @@ def command_download(args: argparse.Namespace) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    result = argparse.ArgumentParser(prog="python -m harness",
-                                     description="MLPerf Inference bert-99 (SQuAD v1.1) harness.")
+    result = ArgumentParser(prog="python -m harness",
+                            description="MLPerf Inference bert-99 (SQuAD v1.1) harness.")
     commands = result.add_subparsers(dest="command", required=True)
     perf = commands.add_parser("perf", help="LoadGen performance run")
     add_run_options(perf)

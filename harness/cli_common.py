@@ -4,6 +4,8 @@ several of them take (DATA and its companions, SHAPE)."""
 from __future__ import annotations
 
 import argparse
+import errno
+import re
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -11,6 +13,36 @@ from pathlib import Path
 from harness.errors import HarnessError
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+ARGPARSE_VALUE = re.compile(r"^argument (--[\w-]+)(?:/\S+)?: invalid (\w+) value: '(.*)'$")
+ARGPARSE_CHOICE = re.compile(r"^argument (--[\w-]+)(?:/\S+)?: invalid choice: '(.*)' \(choose from (.*)\)$")
+KINDS = {"int": "a whole number", "float": "a number"}
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors name the make variable the user typed (WORKER_TIMEOUT=abc), then the flag, in one
+    line and without the usage block; `variables` names the flags whose make variable is not their own name
+    in capitals (--backend-option: BACKEND_OPTIONS)."""
+
+    def __init__(self, *args, variables: dict[str, str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.variables = {"--backend-option": "BACKEND_OPTIONS", "--enable-trace": "TRACE", **(variables or {})}
+
+    def variable(self, flag: str) -> str:
+        return self.variables.get(flag, flag.lstrip("-").upper().replace("-", "_"))
+
+    def error(self, message: str):
+        if match := ARGPARSE_VALUE.match(message):
+            flag, kind, value = match.groups()
+            message = f"{self.variable(flag)}={value} is not {KINDS.get(kind, 'valid')} ({flag})"
+        elif match := ARGPARSE_CHOICE.match(message):
+            flag, value, choices = match.groups()
+            message = (f"{self.variable(flag)}={value}: choose one of {choices.replace(chr(39), '')} ({flag})")
+        else:
+            message += f" (`{self.prog} --help` lists the options)"
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
 
 
 def backend_options(pairs: list[str]) -> dict[str, str]:
@@ -34,6 +66,11 @@ def run_main(main: Callable[[], int | None]) -> None:
         print(f"error: {missing_module_fix(error.name or '')}", file=sys.stderr)
         sys.exit(2)
     except OSError as error:
+        if error.errno == errno.ENOSPC:
+            where = f" writing {error.filename}" if error.filename else ""
+            print(f"error: no space left on the device{where}: free some space there (df -h), or give BUILD= a "
+                  "folder on a larger disk, and run again; what was being written is not a result", file=sys.stderr)
+            sys.exit(2)
         if error.filename is None:  # not about a path the user gave: a real fault, keep its traceback
             raise
         print(f"error: {error.strerror}: {error.filename}", file=sys.stderr)

@@ -18,9 +18,8 @@ import sys
 import threading
 from dataclasses import dataclass
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, reason
 
-WORKER_TIMEOUT_S = 300.0  # a batch a worker has not answered in this long: the run ends, naming it
 GROUP_TIMEOUT = datetime.timedelta(hours=1)  # idle workers wait this long for work; failures surface sooner
 PR_SET_PDEATHSIG = 1  # prctl(2)
 _joined = threading.Event()  # every rank has joined the process group
@@ -54,12 +53,6 @@ def launched_rank() -> Rank | None:
         return Rank(int(environment["SLURM_PROCID"]), world, int(environment.get("SLURM_LOCALID", 0)),
                     local_world, nodes)
     return None
-
-
-def resolve_workers(workers: str | int | None) -> int:
-    from harness.samples import whole_number
-
-    return whole_number("WORKERS", workers, 1) or 1
 
 
 def free_port() -> int:
@@ -116,7 +109,7 @@ def join(rank: Rank, details: tuple, backend: str = "gloo") -> list:
         dist.all_gather_object(everyone, (socket.gethostname(), *details))
     except RuntimeError as error:
         raise HarnessError(f"a rank failed while starting (its own error is printed above): "
-                           f"{str(error).splitlines()[0][:200]}") from error
+                           f"{reason(error)}") from error
     _joined.set()
     return everyone
 
@@ -136,7 +129,7 @@ def rank_device(device: str, rank: Rank) -> str:
     return device
 
 
-def distribute(rank: Rank, backend, features, device: str, timeout_s: float | None):
+def distribute(rank: Rank, backend, features, device: str, timeout_s: float):
     """Rank 0: its WorkerPool over every rank. Another rank: serve rank 0's batches until it says stop; None."""
     import torch.distributed as dist
 
@@ -147,11 +140,11 @@ def distribute(rank: Rank, backend, features, device: str, timeout_s: float | No
         try:
             serve(backend, features)
         except RuntimeError as error:  # rank 0 ended (an error it reports itself, Ctrl-C): nothing left to serve
-            raise HarnessError(f"rank {rank.rank}: lost rank 0 ({str(error).splitlines()[0][:160]})") from error
+            raise HarnessError(f"rank {rank.rank}: lost rank 0 ({reason(error)})") from error
         dist.destroy_process_group()
         return None
     peers = [Peer(index, host, rank_device_name) for index, (host, rank_device_name, _) in enumerate(everyone)]
-    pool = WorkerPool(backend, features, peers, timeout_s or WORKER_TIMEOUT_S)
+    pool = WorkerPool(backend, features, peers, timeout_s)
     pool.input_data_type = next(kind for _, _, kind in everyone if kind)
     pool.devices = [f"{peer.host}:{peer.device}" for peer in peers if peer.rank or backend is not None]
     return pool

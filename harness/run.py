@@ -15,49 +15,27 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harness.distributed import distribute, launched_rank, leave, rank_device, resolve_workers
+from harness.distributed import distribute, launched_rank, leave, rank_device
 from harness.errors import HarnessError
-from harness.run_folders import RunLock, configuration_name, keep_earlier, log_dir, replacement_problem
+from harness.run_config import ONNX_BACKENDS, RunConfig, RunOptions, backend_class, check_backend_settings
+from harness.run_folders import (
+    RunLock,
+    check_free_space,
+    configuration_name,
+    keep_earlier,
+    log_bytes,
+    log_dir,
+    replacement_problem,
+    unfinished_logs,
+)
 from harness.settings import (
     SystemConfig,
-    check_scenario,
-    detect_system,
-    load_system,
     test_settings,
     user_conf_text,
 )
 
-BACKENDS = ("pytorch", "huggingface", "onnxruntime", "tensorrt")
 AUDIT_CONFIG = "audit.config"  # LoadGen reads this name from the working directory and obeys it over user.conf
-
-
-@dataclass
-class RunOptions:
-    scenario: str = "Offline"
-    backend: str = "pytorch"
-    model: str | None = None
-    device: str | None = None
-    precision: str | None = None
-    count: str | None = None  # a number, "full", or None for the system's default
-    system: str | None = None
-    batch_size: int | None = None
-    build_dir: Path = Path("build")
-    trust_checkpoint: bool = False
-    enable_trace: bool = False
-    backend_options: dict[str, str] = field(default_factory=dict)
-    data: str | None = None  # squad (default) or synthetic: harness/samples.py
-    seq_len: str | None = None
-    doc_stride: str | None = None
-    samples: str | None = None
-    lengths: str | None = None
-    seed: str | None = None
-    shape: str | None = None  # a randomly initialised model of this shape (sut/models.py)
-    max_tokens: str | None = None  # the token budget per batch: a number, "none", or None for the system's
-    logs_dir: Path | None = None  # where the logs go (default <build_dir>/logs; make sweep keeps its own)
-    workers: str | None = None  # ranks under torch.distributed (harness/distributed.py); None or 1: this process
-    rank0_computes: bool = True  # with WORKERS: rank 0 runs a backend too, beside LoadGen
-    worker_timeout: float | None = None  # seconds a worker may take over a batch before the run ends
-    replace: bool = False  # REPLACE=1: a quick run may become the newest over a compliant one (which is kept)
+TEST01_LOGGED_SAMPLES = 4096  # about what TEST01's audit.config has LoadGen log (accuracy_log_sampling_target)
 
 
 @dataclass
@@ -103,91 +81,6 @@ class ResolvedRun:
 
 def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "cpu":
-        return device
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise HarnessError(f"DEVICE={device} but no CUDA GPU is visible to torch {torch.__version__}; "
-                               "use DEVICE=cpu, or install a CUDA build of torch on a GPU machine")
-        index = device.partition(":")[2]
-        if index and not (index.isdigit() and int(index) < torch.cuda.device_count()):
-            raise HarnessError(f"DEVICE={device} is not a visible GPU; this machine shows "
-                               f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
-        return device
-    raise HarnessError(f"unknown DEVICE={device}; choose cpu, cuda or cuda:N")
-
-
-def resolve_count(count: str | None, default: int | None) -> int | None:
-    if count is None or count == "":
-        return default
-    if count == "full":
-        return None
-    try:
-        value = int(count)
-    except ValueError:
-        raise HarnessError(f"COUNT={count} is not a number; give a sample count or COUNT=full") from None
-    if value < 1:
-        raise HarnessError(f"COUNT must be at least 1, got {value}")
-    return value
-
-
-def resolve_max_tokens(max_tokens: str | None, default: int | None) -> int | None:
-    """MAX_TOKENS: a token budget per batch, "none" for none, or the system file's when not given."""
-    if max_tokens is None or max_tokens == "":
-        return default
-    if max_tokens == "none":
-        return None
-    if not max_tokens.isdigit() or int(max_tokens) < 1:
-        raise HarnessError(f"MAX_TOKENS={max_tokens} is not a token budget; give a whole number of at least 1, "
-                           "or none")
-    return int(max_tokens)
-
-
-def resolve_batch_size(batch_size: int | None, default: int) -> int:
-    value = default if batch_size is None else batch_size
-    if value < 1:
-        raise HarnessError(f"BATCH_SIZE must be at least 1, got {value}")
-    return value
-
-
-def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise HarnessError(f"unknown {name}={value}; choose one of {', '.join(choices)}")
-    return value
-
-
-BACKEND_CLASSES = {  # name -> (module, class); imported only when chosen, so extras stay optional
-    "pytorch": ("sut.pytorch_backend", "PackedBackend"),
-    "huggingface": ("sut.huggingface_backend", "HuggingFaceBackend"),
-    "onnxruntime": ("sut.onnxruntime_backend", "OnnxRuntimeBackend"),
-    "tensorrt": ("sut.tensorrt_backend", "TensorRTBackend"),
-}
-ONNX_BACKENDS = ("onnxruntime", "tensorrt")
-
-
-def backend_class(name: str):
-    """The backend's class, imported only when chosen, so extras stay optional."""
-    import importlib
-
-    if name not in BACKEND_CLASSES:
-        raise HarnessError(f"BACKEND={name} is not available in this version; use BACKEND=pytorch")
-    module_name, class_name = BACKEND_CLASSES[name]
-    return getattr(importlib.import_module(module_name), class_name)
-
-
-def check_backend_settings(name: str, precision: str, options: dict[str, str]) -> None:
-    """PRECISION and BACKEND_OPTIONS as this backend takes them: refused before seconds go into the model."""
-    from sut.backend import parse_options
-
-    chosen = backend_class(name)
-    if precision not in chosen.precisions:
-        raise HarnessError(f"BACKEND={name} runs PRECISION={', '.join(chosen.precisions)}, not {precision}")
-    parse_options(options, chosen.option_types, name)
 
 
 def create_backend(name: str, model, device: str, precision: str, features, build_dir: Path = Path("build"),
@@ -309,32 +202,30 @@ def _quiet(*_) -> None:
 
 
 def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | None = None,
-        compliance_test: str = "", stages=None, meter=None) -> tuple[Path, ResolvedRun]:
+        compliance_test: str = "", stages=None, meter=None,
+        finish: Callable[[Path, ResolvedRun], None] | None = None) -> tuple[Path, ResolvedRun]:
     """`audit_config` makes it a compliance run: LoadGen runs in the log folder, where that file is copied.
 
     make sweep gives `stages` (sut/stages.py, without device synchronisation: the run is not slowed) and
-    an energy `meter` (harness/energy.py), read over LoadGen's run alone.
+    an energy `meter` (harness/energy.py), read over LoadGen's run alone. `finish` completes the run's
+    folder (make accuracy scores it there) before it takes its place.
     """
     import mlperf_loadgen as lg
 
-    from harness.samples import load_samples, resolve_samples
+    from harness.samples import load_samples
     from qsl.loadgen_qsl import SquadQSL
-    from sut.models import load_model, parse_shape
+    from sut.models import load_model
     from sut.sut import SUT
 
     if audit_config is None and Path(AUDIT_CONFIG).exists():  # a compliance run runs LoadGen in its own folder
         raise HarnessError(f"{Path.cwd() / AUDIT_CONFIG} is here: LoadGen would obey it and turn this run into a "
                            "compliance run (an accuracy run into a performance run). Remove it; `make compliance` "
                            f"runs TEST01 in a folder of its own (AUDIT_CONFIG={AUDIT_CONFIG} uses this file)")
-    scenario = check_scenario(options.scenario)
-    backend_name = check_choice("BACKEND", options.backend, BACKENDS)
-    system = load_system(options.system or detect_system())
-    device = resolve_device(options.device or system.device)
-    precision = options.precision or system.precision
-    check_backend_settings(backend_name, precision, options.backend_options)
-    count = resolve_count(options.count, system.default_count)
-    batch_size = resolve_batch_size(options.batch_size, system.batch_size)
-    workers = resolve_workers(options.workers)
+    config = RunConfig.from_options(options, accuracy)
+    scenario, backend_name, system, precision = config.scenario, config.backend, config.system, config.precision
+    count, batch_size, max_tokens, workers, source = (config.count, config.batch_size, config.max_tokens,
+                                                      config.workers, config.source)
+    device = config.device
     rank = launched_rank() if workers > 1 else None
     if workers > 1:
         if rank is None or rank.world != workers:
@@ -344,17 +235,16 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
         device = rank_device(device, rank)
         if not rank.is_leader:
             log = _quiet  # rank 0 says what the run does
-    max_tokens = resolve_max_tokens(options.max_tokens, system.max_tokens)
-    source = resolve_samples(options.data, options.seq_len, options.doc_stride, options.samples, options.lengths,
-                             options.seed)
-    if accuracy and source.data == "synthetic":
-        raise HarnessError("make accuracy DATA=synthetic: generated samples have no answers to score; use the "
-                           "SQuAD dev set (DATA=squad, the default)")
-    shape = parse_shape(options.shape) if options.shape else None
     features = load_samples(source, options.build_dir, log)
+    longest = int(features.lengths[:count or len(features)].max())  # LoadGen's samples: the first COUNT
+    if max_tokens is not None and max_tokens < longest:
+        given = f"MAX_TOKENS={max_tokens}" if options.max_tokens else f"max_tokens {max_tokens} in {system.path}"
+        raise HarnessError(f"{given} is below the longest sample ({longest} tokens): a batch holds at least one "
+                           f"sample, so every batch would be over the budget; give MAX_TOKENS of at least {longest}, "
+                           "or MAX_TOKENS=none")
     model = load_model(options.model, options.build_dir, allow_random=not accuracy,
                        trust_checkpoint=options.trust_checkpoint, log=log,
-                       accept_onnx=backend_name in ONNX_BACKENDS, shape=shape)
+                       accept_onnx=backend_name in ONNX_BACKENDS, shape=config.shape)
     positions = getattr(getattr(model.module, "config", None), "max_position_embeddings", features.seq_length)
     if features.seq_length > positions:
         raise HarnessError(f"SEQ_LEN={features.seq_length} is longer than {model.name} takes ({positions} positions)")
@@ -377,6 +267,11 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
         problem = replacement_problem(final_dir, count, options.replace)
         if problem:
             raise HarnessError(problem)
+        samples = count or len(features)
+        logged = samples if accuracy else (TEST01_LOGGED_SAMPLES if audit_config is not None else 0)
+        check_free_space(final_dir.parent, log_bytes(features.seq_length, logged,
+                                                     samples if options.enable_trace else 0),
+                         f"this run's logs ({logged:,} logged responses of {features.seq_length} tokens)")
     try:  # before any log folder: a failure leaves none
         backend = None if rank and rank.is_leader and not options.rank0_computes else create_backend(
             backend_name, model, device, precision, features, options.build_dir, options.backend_options, log)
@@ -386,7 +281,7 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
             raise
         raise HarnessError(f"the {backend_name} backend failed while warming up: {error!r}{hint}") from error
     if rank is not None:  # WORKERS=N: rank 0 deals batches to every rank; the others serve them, then stop
-        backend = distribute(rank, backend, features, device, options.worker_timeout)
+        backend = distribute(rank, backend, features, device, config.worker_timeout_s)
         if backend is None:
             return None, resolved
         resolved.devices = backend.devices
@@ -441,9 +336,15 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
         resolved.samples_answered = sut.samples_done
         error = sut.error or (check() if check else None)
         if error is not None:
-            raise HarnessError(f"the {backend_name} backend failed during the run: {error!r}"
+            raise HarnessError(f"the {backend_name} backend failed during the run: {type(error).__name__}: {error}"
                                f"{memory_hint(error, system, batch_size)}; incomplete logs left in {work_dir}") \
                 from error
+        unfinished = unfinished_logs(work_dir, accuracy or audit_config is not None)
+        if unfinished:  # LoadGen writes on, without a word, into a full disk
+            free = shutil.disk_usage(work_dir).free / 2**20
+            raise HarnessError(f"LoadGen's logs are incomplete ({'; '.join(unfinished)}; {free:.1f} MiB free on "
+                               f"that disk): not a result. Free some space, or give BUILD= a folder on a larger "
+                               f"disk, and run again; the incomplete logs are in {work_dir}")
         trace = work_dir / "mlperf_log_trace.json"
         if not options.enable_trace and trace.is_file() and trace.stat().st_size == 0:
             trace.unlink()  # LoadGen creates it even when tracing is off
@@ -461,6 +362,8 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
             log("reminder: random weights; these numbers say nothing about accuracy")
         if notes:
             log(boxed(notes))
+        if finish is not None:  # scoring, say: a run whose folder is not complete never takes the newest place
+            finish(work_dir, resolved)
         kept = keep_earlier(final_dir)
         work_dir.rename(final_dir)
         if kept is not None:

@@ -11,6 +11,7 @@ out as the submission tree holds it: verify_accuracy.txt, verify_performance.txt
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,10 @@ from pathlib import Path
 from accuracy.evaluate import evaluate_logits, write_accuracy_txt
 from accuracy.loadgen_log import decode_entries, file_sha256, read_log_entries
 from harness.errors import HarnessError
-from harness.run import RunOptions, run
+from harness.run import run
+from harness.run_config import RunOptions
 from harness.run_folders import RunLock, keep_earlier
-from harness.settings import check_scenario
+from harness.settings import COMMON_LOADGEN_KEYS, LOADGEN_KEYS, check_scenario
 from qsl.cache import load_features
 from qsl.features import MAX_SEQ_LENGTH, SquadFeatures
 from submission.artifacts import RESULT_KEYS
@@ -57,9 +59,7 @@ def run_test01(build_dir: Path, scenario: str, audit_config: Path, model: str | 
                backend: str | None = None, trust_checkpoint: bool = False, precision: str | None = None,
                log=print) -> tuple[Path, Verification, Verification]:
     """Rerun the scenario's performance run exactly as it ran, with audit.config; verify; write TEST01/."""
-    if not audit_config.is_file():
-        raise HarnessError(f"audit config {audit_config} not found; give TEST01's audit.config "
-                           "(AUDIT_CONFIG=...), or leave it out for the shipped one")
+    check_audit_config(audit_config)
     runs = scenario_runs(build_dir, scenario, model, backend, precision)
     info = runs.performance_info
     if info.get("workers", 1) > 1:
@@ -88,6 +88,36 @@ def run_test01(build_dir: Path, scenario: str, audit_config: Path, model: str | 
     if kept is not None:
         log(f"the earlier {TEST} is kept in {kept}")
     return test_dir, accuracy, performance
+
+
+AUDIT_LINE = re.compile(r"^([\w*-]+)\.([\w*]+)\.(\w+)\s*=\s*(-?[\d.]+)$")
+LOGGED = ("accuracy_log_sampling_target", "accuracy_log_probability")  # what makes LoadGen log responses
+
+
+def check_audit_config(path: Path) -> None:
+    """Before the rerun: a file LoadGen reads as TEST01's, or refused with the line that is not."""
+    if not path.is_file():
+        raise HarnessError(f"audit config {path} not found; give TEST01's audit.config "
+                           "(AUDIT_CONFIG=...), or leave it out for the shipped one")
+    known = {"mode", *COMMON_LOADGEN_KEYS, *(key for keys in LOADGEN_KEYS.values() for key in keys)}
+    settings = {}
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = AUDIT_LINE.match(line)
+        if match is None or match.group(3) not in known:
+            raise HarnessError(f"AUDIT_CONFIG={path}, line {number} ({line[:60]!r}) is not a LoadGen setting "
+                               "(model.scenario.key = number); give TEST01's audit.config from the round's "
+                               "compliance/TEST01, or leave AUDIT_CONFIG out for the shipped one")
+        settings[match.group(3)] = match.group(4)
+    if settings.get("mode", "2") != "2":
+        raise HarnessError(f"{path} sets mode = {settings['mode']}, which would have made LoadGen run in "
+                           f"{'AccuracyOnly' if settings['mode'] == '1' else 'another'} mode; {TEST} is a "
+                           "performance run (its audit.config sets `*.*.mode = 2`)")
+    if not any(float(settings.get(key, 0)) > 0 for key in LOGGED):
+        raise HarnessError(f"{path} sets neither {' nor '.join(LOGGED)} above 0: LoadGen would log no responses for "
+                           f"{TEST} to compare")
 
 
 def _run_and_verify(options: RunOptions, runs: ScenarioRuns, test_dir: Path, audit_config: Path,
@@ -137,14 +167,14 @@ def verify_accuracy(reference_log: Path, test_log: Path, features: SquadFeatures
         lines.append("the responses differ bit-wise from the accuracy run's; F1 over these samples decides")
     else:
         lines.append("TEST FAIL: none of the logged samples is in the accuracy run's log")
-    test_logits = decode_entries(test, test_log, len(features), MAX_SEQ_LENGTH)
+    test_logits = decode_entries(test, test_log, len(features), MAX_SEQ_LENGTH, lengths=features.lengths)
     directory = test_log.parent
     write_accuracy_txt(directory / "accuracy.txt", evaluate_logits(test_logits, features, file_sha256(test_log)))
     if not found:
         return Verification(False, lines)
     shared = sorted({index for index, _ in found})
     reference_logits = decode_entries([(index, reference[index]) for index in shared], reference_log,
-                                      len(features), MAX_SEQ_LENGTH)
+                                      len(features), MAX_SEQ_LENGTH, lengths=features.lengths)
     baseline = evaluate_logits(reference_logits, features, file_sha256(reference_log))
     compliance = evaluate_logits({index: test_logits[index] for index in shared}, features, file_sha256(test_log))
     write_accuracy_txt(directory / "baseline_accuracy.txt", baseline)

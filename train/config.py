@@ -138,10 +138,6 @@ def resolve(args) -> TrainConfig:
     accumulate = whole_number("ACCUMULATE", args.accumulate, 1) or 1
     if batch_size % accumulate:
         raise HarnessError(f"BATCH_SIZE={batch_size} does not divide into ACCUMULATE={accumulate} equal slices")
-    parts = {"ddp": (workers, "WORKERS"), "pipeline": (microbatches, "MICROBATCHES")}.get(parallel)
-    if parts and (batch_size // accumulate) % parts[0]:
-        raise HarnessError(f"BATCH_SIZE={batch_size} over ACCUMULATE={accumulate} gives slices of "
-                           f"{batch_size // accumulate}, which do not divide into {parts[1]}={parts[0]} equal parts")
     featurisation = resolve_samples("squad", args.seq_len, args.doc_stride).featurisation
     device = args.device or default_device()
     steps = whole_number("STEPS", args.steps, 1)
@@ -169,9 +165,19 @@ def resolve_and_check(args) -> tuple[TrainConfig, str]:
     config = resolve(args)
     layers, model_name = outline(config.model, config.bert_shape())
     if config.parallel == "pipeline":
-        layer_split(layers, config.stages)
+        layer_split(layers, config.stages)  # before MICROBATCHES, whose default follows STAGES
+    check_batch_split(config)
     check_device(config.device, config.workers)
     return config, model_name
+
+
+def check_batch_split(config: TrainConfig) -> None:
+    """Each slice of a step (BATCH_SIZE over ACCUMULATE) splits into equal parts: a replica's or a microbatch's."""
+    parts = {"ddp": (config.workers, "WORKERS"), "pipeline": (config.microbatches, "MICROBATCHES")}.get(config.parallel)
+    piece = config.batch_size // config.accumulate
+    if parts and piece % parts[0]:
+        raise HarnessError(f"BATCH_SIZE={config.batch_size} over ACCUMULATE={config.accumulate} gives slices of "
+                           f"{piece}, which do not divide into {parts[1]}={parts[0]} equal parts")
 
 
 def run_dir(build_dir: Path, name: str) -> Path:
