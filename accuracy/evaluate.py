@@ -11,6 +11,7 @@ import numpy as np
 from accuracy.loadgen_log import file_sha256, read_accuracy_log
 from accuracy.postprocess import NO_ANSWER, predictions
 from accuracy.squad_v1_1 import score
+from qsl.cache import save_atomically
 from qsl.dataset import SHIPPED_VOCAB, load_dataset, read_examples
 from qsl.features import SquadFeatures
 
@@ -68,7 +69,7 @@ class AccuracyResult:
 def evaluate_log(log_path: Path, features: SquadFeatures, dataset_path: Path | None = None,
                  dtype: str = "float32", transposed: bool = False,
                  predictions_path: Path | None = None, setting: str = "") -> AccuracyResult:
-    logits = read_accuracy_log(log_path, len(features), features.seq_length, dtype, transposed)
+    logits = read_accuracy_log(log_path, len(features), features.seq_length, dtype, transposed, features.lengths)
     return evaluate_logits(logits, features, file_sha256(log_path), dataset_path, predictions_path, setting)
 
 
@@ -84,7 +85,7 @@ def evaluate_logits(logits: dict[int, np.ndarray], features: SquadFeatures, log_
     answered = predictions(features, examples, logits, load_tokenizer(), vocabulary)
     every = {example.qas_id: answered.get(example.qas_id, NO_ANSWER) for example in examples}
     if predictions_path is not None:  # byte for byte what the reference writes for the same log
-        predictions_path.write_text(json.dumps(every, indent=4) + "\n")
+        save_atomically(lambda name: Path(name).write_text(json.dumps(every, indent=4) + "\n"), predictions_path)
     gold = {example.qas_id: example.answers for example in examples}
     official = score(every, gold)
     answered_only = score(answered, {qas_id: gold[qas_id] for qas_id in answered})
@@ -95,4 +96,4 @@ def evaluate_logits(logits: dict[int, np.ndarray], features: SquadFeatures, log_
 def write_accuracy_txt(path: Path, result: AccuracyResult) -> None:
     """The official accuracy.txt: the scorer's JSON line, the verdicts, and the log's hash= line."""
     lines = [result.official_line(), *result.verdict_lines(), f"hash={result.log_sha256}"]
-    path.write_text("\n".join(lines) + "\n")
+    save_atomically(lambda name: Path(name).write_text("\n".join(lines) + "\n"), path)  # never half a verdict

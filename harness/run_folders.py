@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,6 +123,50 @@ def keep_earlier(final_dir: Path) -> Path | None:
     kept.parent.mkdir(parents=True, exist_ok=True)
     final_dir.rename(kept)
     return kept
+
+
+LOG_BYTES = 2 << 20  # summary, detail log, user.conf and run_info.json, with room to spare
+RESPONSE_BYTES_PER_TOKEN = 2 * 4 * 2  # a logged response: [start, end] float32 per position, written as hex
+TRACE_BYTES_PER_SAMPLE = 300  # LoadGen's trace log (TRACE=1)
+
+
+def log_bytes(seq_length: int, logged_samples: int, traced_samples: int = 0) -> int:
+    """About what a run writes: LoadGen's logs, `logged_samples` responses in its accuracy log, the trace."""
+    return (LOG_BYTES + logged_samples * (seq_length * RESPONSE_BYTES_PER_TOKEN + 64)
+            + traced_samples * TRACE_BYTES_PER_SAMPLE)
+
+
+def check_free_space(directory: Path, needed: int, what: str) -> None:
+    """Refuse before a run starts, rather than leave LoadGen writing truncated logs into a full disk."""
+    probe = directory
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free < needed:
+        raise HarnessError(f"{probe} has {free / 2**20:.1f} MiB free, and {what} needs about {needed / 2**20:.1f} MiB; "
+                           "free some space there, or give BUILD= a folder on a larger disk")
+
+
+def unfinished_logs(work_dir: Path, accuracy_log: bool) -> list[str]:
+    """LoadGen's logs that it did not finish writing (a disk that filled up): never to be taken for a result."""
+    problems = []
+    for name in ("mlperf_log_summary.txt", "mlperf_log_detail.txt"):
+        path = work_dir / name
+        if not path.is_file() or path.stat().st_size == 0:
+            problems.append(f"{name} is empty")
+    detail = work_dir / "mlperf_log_detail.txt"
+    if detail.is_file() and detail.stat().st_size and not detail.read_bytes()[-4096:].rstrip().endswith(b"}"):
+        problems.append("mlperf_log_detail.txt ends mid-record")
+    responses = work_dir / "mlperf_log_accuracy.json"
+    if accuracy_log and (not responses.is_file() or not _tail(responses).rstrip().endswith(b"]")):
+        problems.append("mlperf_log_accuracy.json ends before its last response")
+    return problems
+
+
+def _tail(path: Path, size: int = 64) -> bytes:
+    with open(path, "rb") as file:
+        file.seek(max(0, path.stat().st_size - size))
+        return file.read()
 
 
 class RunLock:

@@ -105,7 +105,8 @@ class SUT:
             def complete(rows: np.ndarray, finish: Callable[[], np.ndarray] | None) -> None:
                 nonlocal answered
                 answered += self._complete([response_ids[i] for i in rows.tolist()], finish)
-                if not bar.disable:  # small queries (Server, SingleStream): no progress work on the latency path
+                if not bar.disable and self.error is None:  # small queries (Server, SingleStream): no progress
+                    # work on the latency path; after a failure the empty answers are no progress
                     bar.set_postfix_str(f"{answered:,}/{len(samples):,} samples", refresh=False)
                     bar.update(int(lengths[rows].sum()))
 

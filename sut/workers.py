@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from harness.errors import reason
 from qsl.features import ModelInputs
 from sut.batching import PAD_MULTIPLE, padded_length
 
@@ -109,7 +110,7 @@ class RemoteWorker:
             try:  # never waited on here: a Gloo send waits for its receiver, and a hung worker never receives
                 sends = (dist.isend(header, dst=self.peer.rank), dist.isend(indices, dst=self.peer.rank))
             except RuntimeError as error:  # it died, and its receiving thread has not said so yet
-                future.set_exception(WorkerError(f"{self.peer} died: {str(error).splitlines()[0][:200]}"))
+                future.set_exception(WorkerError(f"{self.peer} died: {reason(error)}"))
                 return
             self._expected.append((len(rows), batch_length(self.features, rows), future, time.monotonic(),
                                    (header, indices, sends)))  # the tensors live until the answer comes
@@ -151,7 +152,7 @@ class RemoteWorker:
                                                      f"{bytes(text.numpy()).decode(errors='replace')}"))
             except (RuntimeError, IndexError) as error:
                 if not self._closing:
-                    self._fail(WorkerError(f"{self.peer} died: {str(error).splitlines()[0][:200]}"))
+                    self._fail(WorkerError(f"{self.peer} died: {reason(error)}"))
                 return
 
     def close(self) -> None:

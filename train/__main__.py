@@ -17,8 +17,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from harness.cli_common import REPO, add_shape_option, run_main
-from harness.errors import HarnessError
+from harness.cli_common import REPO, ArgumentParser, add_shape_option, run_main
+from harness.errors import HarnessError, reason
 
 EPILOG = """examples:
   make train MODEL=../shared/models/minilm-squad-devhalf STEPS=30
@@ -29,8 +29,8 @@ EPILOG = """examples:
 
 
 def parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m train", description=__doc__.split("\n\n")[0], epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m train", description=__doc__.split("\n\n")[0], epilog=EPILOG,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="a Hugging Face BERT directory (with or without a SQuAD head: a new head "
                                         "starts from random weights) or an MLPerf model.pytorch")
     add_shape_option(parser)
@@ -118,7 +118,7 @@ def lost_rank(error: RuntimeError, step: int, folder: Path, children: list) -> H
     saved = latest_step(folder)
     resume = (f"RESUME=1 continues from the checkpoint of step {saved}" if saved is not None else
               "no checkpoint was written yet (CHECKPOINT_EVERY=), so start it again")
-    return HarnessError(f"{who} during step {step + 1} ({str(error).splitlines()[0][:160]}); every rank has "
+    return HarnessError(f"{who} during step {step + 1} ({reason(error)}); every rank has "
                         f"stopped: {resume}")
 
 

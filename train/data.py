@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, reason
 from qsl.cache import save_npz
 from qsl.dataset import DATASET_SHA256, SHIPPED_DATASET, Example, load_dataset, split_whitespace_with_offsets
 from qsl.features import SEP_ID, Featurisation, SquadFeatures, doc_spans, featurize
@@ -65,7 +65,7 @@ def hub_records(name: str, split: str):
         return datasets.load_dataset(HUB_NAMES[name], split=split)
     except (ConnectionError, OSError, datasets.exceptions.DatasetNotFoundError) as error:
         raise HarnessError(f"DATASET={name}: cannot load {HUB_NAMES[name]} ({type(error).__name__}: "
-                           f"{str(error).splitlines()[0][:160]}); it needs the Hugging Face hub (internet) once, "
+                           f"{reason(error)}); it needs the Hugging Face hub (internet) once, "
                            "or leave DATASET unset to train on the shipped dev set's even articles offline") from error
 
 
