@@ -7,6 +7,7 @@ import shlex
 import tarfile
 from pathlib import Path
 
+from harness.run_folders import is_compliant
 from submission.loadgen_detail import read_detail_log
 from submission.runs import TEST, ScenarioRuns, passed_test01
 
@@ -55,12 +56,21 @@ def summary(all_runs: list[ScenarioRuns], description: dict, system_id: str, ver
             "accelerators_per_node": description["accelerators_per_node"],
             "framework": description["framework"], "operating_system": description["operating_system"],
             "weight_data_types": info["precision"], "version": version, "inferred": 0, "has_power": False,
-            "compliance": 0 if (info.get("count") or runs.accuracy_info.get("count")) else 1,
+            "compliance": int(not noncompliance(runs)),
             "errors": errors,
             "notes": (f"backend {info['backend']} on {info['device']}, model {info['model_name']}"
                       + (f", quick run COUNT={info['count']}" if info.get("count") else "")),
         }
     return entries
+
+
+def noncompliance(runs: ScenarioRuns) -> str:
+    """Why a scenario's results are not compliant ("" when they are): quick runs, or an INVALID performance run."""
+    infos = (("performance", runs.performance_info), ("accuracy", runs.accuracy_info))
+    reasons = [f"{mode} COUNT={info['count']}" for mode, info in infos if info.get("count")]
+    if not is_compliant(runs.performance_info, "performance") and not runs.performance_info.get("count"):
+        reasons.append(f"LoadGen {runs.performance_info.get('loadgen_result') or 'gave no result'}")
+    return ", ".join(reasons)
 
 
 def run_infos(runs: ScenarioRuns) -> list[tuple[str, dict]]:
@@ -106,7 +116,7 @@ def description_markdown(all_runs: list[ScenarioRuns], description: dict, entrie
               f"| {TEST} |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for runs, entry in zip(all_runs, entries.values(), strict=True):
         info = runs.performance_info
-        compliant = "yes" if entry["compliance"] else f"no (COUNT={info.get('count') or runs.accuracy_info['count']})"
+        compliant = "yes" if entry["compliance"] else f"no ({noncompliance(runs)})"
         result = f"{entry['Result']:.3f}" if entry["Result"] is not None else "n/a"
         test01 = ("PASS" if passed_test01(runs.test01_dir) else "FAIL") if runs.test01_dir else "none"
         lines.append(f"| {runs.scenario} | {result} | {entry['Units']} | {entry['Accuracy']} | {info['backend']} "

@@ -53,7 +53,7 @@ def detail_key(label: str, scenario: str) -> str | None:
     if match := PERCENTILE.match(label):
         return f"result_{float(match.group(1)):.2f}_percentile_latency_ns"
     if EARLY_STOPPING.match(label):
-        return "early_stopping_latency_ss" if scenario == "SingleStream" else "early_stopping_latency_ms"
+        return {"SingleStream": "early_stopping_latency_ss", "MultiStream": "early_stopping_latency_ms"}.get(scenario)
     if match := PARAMETER.match(label):
         return f"effective_{match.group(1)}" + (f"_{match.group(2)}" if match.group(2) else "")
     return None
