@@ -174,3 +174,17 @@ def test_a_packaged_tree_edited_and_rehashed_fails_our_checker(short_submission,
     assert not report.passed
     assert any("Offline/performance/run_1/mlperf_log_summary.txt says Samples per second 9" in error
                for error in report.errors), report.errors
+
+
+def test_the_summary_calls_compliant_only_full_valid_runs(tmp_path):
+    from submission.artifacts import noncompliance
+    from submission.runs import ScenarioRuns
+
+    def runs(performance: dict, accuracy: dict) -> ScenarioRuns:
+        return ScenarioRuns("Offline", tmp_path, tmp_path, performance, accuracy)
+
+    full_valid, full_invalid = {"count": None, "loadgen_result": "VALID"}, {"count": None, "loadgen_result": "INVALID"}
+    assert noncompliance(runs(full_valid, {"count": None})) == ""
+    assert noncompliance(runs(full_invalid, {"count": None})) == "LoadGen INVALID"
+    assert noncompliance(runs({"count": 64, "loadgen_result": "VALID"}, {"count": 24})) == \
+        "performance COUNT=64, accuracy COUNT=24"

@@ -205,3 +205,22 @@ def test_server_quick_run_with_two_workers(tmp_path, build_dir, features):
                      str(system), "--count", "600", "--build-dir", str(build_dir), cwd=tmp_path)
     assert result.returncode == 0 and "LoadGen result: VALID" in result.stdout, result.stdout[-3000:]
 
+
+
+def test_a_rank_killed_mid_query_stops_the_bar_where_the_answers_stopped(tmp_path, build_dir, features, small_model):
+    """The answers after a failure are empty: the bar must not run on to 100% over them, nor the error stop mid-word."""
+    command = [sys.executable, "-m", "harness", "perf", "--model", str(small_model), "--workers", "2", "--count",
+               "1500", "--build-dir", str(tmp_path / "build")]
+    process = subprocess.Popen(command, cwd=tmp_path, env={**cli_environment(), "PYTHONUNBUFFERED": "1"},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    for line in process.stdout:
+        if "PerformanceOnly" in line:
+            break
+    time.sleep(4)
+    os.kill(rank_pid(process.pid, 1), signal.SIGKILL)
+    _, stderr = process.communicate(timeout=120)
+    bars = [part for part in stderr.replace("\r", "\n").splitlines() if part.startswith("inference:")]
+    assert bars and not bars[-1].startswith("inference: 100%"), bars[-1:]
+    error = next(line for line in stderr.splitlines() if line.startswith("error: "))
+    assert f"rank 1 on {socket.gethostname()} (cpu) died: Connection closed by peer" in error, error
+    assert "pair.cc" not in error and "; incomplete logs left in" in error
