@@ -10,7 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from harness.cli_common import run_main
+from harness.cli_common import ArgumentParser, run_main
 from harness.errors import HarnessError
 from harness.settings import SCENARIOS, check_scenario
 from submission.artifacts import STEM, description_markdown, run_script, summary, timestamps, write_tarball
@@ -27,7 +27,7 @@ OFFICIAL_CSV = "_official_checker.csv"  # the official checker's summary, when i
 
 
 def parser() -> argparse.ArgumentParser:
-    result = argparse.ArgumentParser(
+    result = ArgumentParser(
         prog="python -m submission",
         description="Package the newest performance + accuracy runs under build/logs as an MLPerf submission "
                     "tree, validate it, and write the SCC short artifacts (mlperf_submission_short.*).")
