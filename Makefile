@@ -15,7 +15,7 @@ BATCH_SIZE ?=
 MAX_TOKENS ?=
 BACKEND_OPTIONS ?=
 BUILD      ?= build
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 TORCH_SPEC ?= torch==2.13.0
 SHORT      ?= 1
 LAYOUT     ?= v6
@@ -87,7 +87,7 @@ help:
 	@echo "           DATASET=dev-split|squad|squad_v2 EVAL_EVERY= VAL_QUESTIONS= CHECKPOINT_EVERY= TARGET_LOSS= RUN= RESUME=1"
 	@echo "           make train-compare (baseline, DDP over WORKERS, pipelines of STAGES=\"2 4\"; NAME=)"
 	@echo "           make train-bench (ours against Hugging Face's Trainer; needs pip install accelerate)"
-	@echo "Tests: make test TEST_WORKERS=2 (pytest processes; 1: one), make test-fast (no slow tests), make mutation"
+	@echo "Tests: make test TEST_WORKERS=3 (pytest processes; 1: one), make test-fast (no slow tests), make mutation"
 	@echo "GPU check: make device-check PYTHON=python3 TIME_LIMIT=420 SMALL_MODEL=<dir> CHECKS=a,b PLAN=1 (benchmarks/device_check.py)"
 	@echo "Details: README.md, or $(PYTHON) -m harness perf --help, $(PYTHON) -m train --help"
 
@@ -195,8 +195,9 @@ device-check: $(ENV)
 	$(PYTHON) -m benchmarks.device_check --build-dir "$(BUILD)" $(if $(TIME_LIMIT),--time-limit $(TIME_LIMIT)) \
 		$(if $(SMALL_MODEL),--small-model "$(SMALL_MODEL)") $(if $(CHECKS),--steps $(CHECKS)) $(if $(filter 1,$(PLAN)),--plan)
 
-# Two pytest workers (pytest-xdist, a test file each at a time) where it is installed: 12 minutes instead of 15
-# on 2 cores. TEST_WORKERS=1 runs the suite in one process.
+# Three pytest workers (pytest-xdist, a test file each at a time) where it is installed: many tests wait on
+# subprocesses and LoadGen's schedule, so three keep 2 cores busier than two (12.5 minutes against 13.75 on
+# 2 cores, 2026-12-02). TEST_WORKERS=1 runs the suite in one process.
 test: $(ENV)
 	$(PYTHON) -m pytest -q $(if $(filter-out 1,$(TEST_WORKERS)),$(if $(shell $(PYTHON) -c "import xdist" 2>/dev/null \
 		&& echo yes),-n $(TEST_WORKERS) --dist loadfile))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,9 +58,13 @@ def _is_whitespace(char: str) -> bool:
     return char in " \t\r\n" or ord(char) == 0x202F
 
 
+WORD = re.compile("[^ \t\r\n\u202f]+")  # a run of characters that are not the reference's whitespace
+
+
 def split_whitespace(text: str) -> list[str]:
-    """Whitespace split exactly as the reference does (it also treats U+202F as a space)."""
-    return split_whitespace_with_offsets(text)[0]
+    """Whitespace split exactly as the reference does (it also treats U+202F as a space): the words of
+    split_whitespace_with_offsets, found by a regular expression (a scoring run splits 2,067 paragraphs)."""
+    return WORD.findall(text)
 
 
 def split_whitespace_with_offsets(text: str) -> tuple[list[str], list[int]]:

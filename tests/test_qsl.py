@@ -144,3 +144,12 @@ def test_caches_written_at_once_by_several_jobs_stay_whole(tmp_path):
     with np.load(path) as cached:
         assert len(np.unique(cached["a"])) == 1
     assert [file.name for file in tmp_path.iterdir()] == ["cache.npz"]
+
+
+def test_the_fast_whitespace_split_is_the_reference_split():
+    """split_whitespace (a regular expression) gives the words of the character loop that mirrors the reference."""
+    from qsl.dataset import load_dataset, split_whitespace, split_whitespace_with_offsets
+
+    contexts = [paragraph["context"] for article in load_dataset()["data"] for paragraph in article["paragraphs"]]
+    for text in [*contexts, "", "  a  b ", "a\u202fb", "x\t\ny\r", "\u00a0a\u2009b"]:
+        assert split_whitespace(text) == split_whitespace_with_offsets(text)[0], text[:80]

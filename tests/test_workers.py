@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -175,8 +176,15 @@ def test_ctrl_c_stops_every_rank(tmp_path, build_dir, features, tiny_random_mode
     assert not [pid for pid in ranks if alive(pid)]
 
 
+def own_build(tmp_path, build_dir):
+    build = tmp_path / "build"
+    shutil.copytree(build_dir / "data", build / "data")
+    return build
+
+
 def test_two_workers_from_the_command_line(tmp_path, build_dir, features, small_model):
     """Offline and SingleStream quick runs VALID; an accuracy run's logits byte-identical to one worker's."""
+    build_dir = own_build(tmp_path, build_dir)  # its accuracy runs must not meet another test's in the shared one
     for scenario, count in (("Offline", "64"), ("SingleStream", "64")):
         result = run_cli("harness", "perf", "--scenario", scenario, "--model", str(small_model), "--workers", "2",
                          "--count", count, "--build-dir", str(build_dir), cwd=tmp_path)
