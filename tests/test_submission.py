@@ -184,8 +184,9 @@ GPU_SYSTEM = {"accelerators_per_node": "8", "accelerator_model_name": "NVIDIA H2
               "accelerator_host_interconnect": "PCIe Gen5 x16", "accelerator_interconnect": "NVLink 4"}
 
 
-@pytest.mark.parametrize("accelerators", ["none", "gpu"])
-def test_official_checker_passes_our_short_tree(runs_dir, tmp_path, accelerators):
+@pytest.mark.parametrize("accelerators, scenarios", [("none", []), ("gpu", []), ("none", ["--scenarios", "Offline"])],
+                         ids=["cpu", "gpu", "offline-only"])
+def test_official_checker_passes_our_short_tree(runs_dir, tmp_path, accelerators, scenarios):
     """The real checker, v6.1 rules, as MLC runs it for the SCC; MLPERF_INFERENCE_DIR names a checkout."""
     checkout = os.environ.get("MLPERF_INFERENCE_DIR")
     if not checkout:
@@ -194,8 +195,9 @@ def test_official_checker_passes_our_short_tree(runs_dir, tmp_path, accelerators
     if accelerators == "gpu":
         config["system"].update(GPU_SYSTEM)
     (tmp_path / "submission.json").write_text(json.dumps(config))
-    result = run_cli("submission", "--short", "--checker", checkout, "--config", str(tmp_path / "submission.json"),
-                     "--build-dir", str(runs_dir), "--out", str(tmp_path / "out"), cwd=runs_dir)
+    result = run_cli("submission", "--short", *scenarios, "--checker", checkout, "--config",
+                     str(tmp_path / "submission.json"), "--build-dir", str(runs_dir), "--out", str(tmp_path / "out"),
+                     cwd=runs_dir)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUMMARY: submission looks OK" in result.stdout and "official checker: PASSED" in result.stdout
     system = json.loads(next((tmp_path / "out").glob("mlperf_submission_short/open/*/systems/*.json")).read_text())
