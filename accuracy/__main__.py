@@ -9,8 +9,8 @@ from pathlib import Path
 
 from accuracy.evaluate import AccuracyResult, evaluate_log, write_accuracy_txt
 from accuracy.loadgen_log import DTYPES
-from harness.cli_common import ArgumentParser, run_main
-from harness.errors import HarnessError
+from common.cli import ArgumentParser, run_main
+from common.errors import HarnessError
 
 
 def parser() -> argparse.ArgumentParser:
@@ -38,7 +38,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main() -> int:
-    from harness.samples import load_samples, resolve_samples
+    from qsl.samples import load_samples, resolve_samples
 
     args = parser().parse_args()
     seq_len, doc_stride = run_featurisation(args.log_file, args.seq_len, args.doc_stride)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
+from qsl.features import PAD_LOGIT
 
-PAD_LOGIT = -10000.0  # the reference pads outputs shorter than the sequence with this
 DTYPES = ("float32", "float16", "float64", "int8", "int16", "int32", "int64")
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from benchmarks.bench import record
 from benchmarks.cpu import cpu_name
-from harness.cli_common import ArgumentParser, backend_options, run_main
+from common.cli import ArgumentParser, backend_options, run_main
 
 CATEGORIES = (  # first match wins; names as CUDA kernels and CPU operators are called
     ("FFN input product, GELU, quantise (Triton)", r"_product_gelu_quantise"),

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.timing import Row, host_seconds, measure, table, timed_passes
-from harness.cli_common import ArgumentParser, add_data_options, add_shape_option, run_main, sample_source
+from common.cli import ArgumentParser, add_data_options, add_shape_option, run_main
+from qsl.samples import sample_source
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "benchmarks.md"
@@ -139,7 +140,7 @@ def parser() -> argparse.ArgumentParser:
 def main() -> None:
     import torch
 
-    from harness.samples import load_samples
+    from qsl.samples import load_samples
     from sut.models import load_model, parse_shape
 
     args = parser().parse_args()

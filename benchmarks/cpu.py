@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.timing import Row, measure, table, timed_passes
-from harness.errors import HarnessError
+from common.errors import HarnessError
 
 SMALL_MODEL = Path(__file__).resolve().parents[2] / "shared" / "models" / "minilm-squad-devhalf"
 SAMPLES = 256

@@ -29,8 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.cli_common import REPO, ArgumentParser, run_main
-from harness.errors import HarnessError
+from common.cli import REPO, ArgumentParser, run_main
+from common.errors import HarnessError
 
 STOP_GRACE_S = 15  # after SIGINT, before SIGKILL: LoadGen writes its logs when a run stops
 DEFAULT_TIME_LIMIT_S = 420
@@ -165,7 +165,7 @@ def run_folder(log: Path) -> Path | None:
 
 def loadgen_figure(run: Path) -> str:
     """Throughput (Offline) or p90 latency, and the verdict, from LoadGen's detail log: '6,096.1 samples/s, VALID'."""
-    from submission.loadgen_detail import read_detail_log
+    from harness.detail_log import read_detail_log
 
     detail = read_detail_log(run / "mlperf_log_detail.txt")
     rate, p90 = detail.get("result_samples_per_second"), detail.get("result_90.00_percentile_latency_ns")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch.multiprocessing as mp
 
-from harness.cli_common import ArgumentParser, run_main
+from common.cli import ArgumentParser, run_main
 from harness.distributed import free_port
 
 MEAN_TOKENS = 178.5  # the dev features' mean real length

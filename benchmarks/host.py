@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.cli_common import ArgumentParser, run_main
+from common.cli import ArgumentParser, run_main
 
 TARGET_RATE = 9_100  # samples/s: the H100 Offline record this harness aims at
 

@@ -21,8 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.cli_common import ArgumentParser, add_data_options, add_shape_option, given_options, run_main
-from harness.errors import HarnessError
+from common.cli import ArgumentParser, add_data_options, add_shape_option, given_options, run_main
+from common.errors import HarnessError
 from harness.run_config import RunConfig, RunOptions, resolve_count
 
 PASSED_THROUGH = ("model", "shape", "device", "precision", "system", "backend", "data", "seq_len", "doc_stride",
@@ -73,7 +73,7 @@ def perf_command(args: argparse.Namespace, workers: int, logs: Path) -> list[str
 
 
 def measure(args: argparse.Namespace, workers: int, folder: Path) -> dict:
-    from submission.loadgen_detail import read_detail_log
+    from harness.detail_log import read_detail_log
 
     logs = folder / "logs" / f"workers{workers}"
     command = perf_command(args, workers, logs)

@@ -29,16 +29,16 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.cli_common import (
+from common.cli import (
     ArgumentParser,
     add_data_options,
     add_shape_option,
     given_options,
     run_main,
-    sample_source,
 )
+from common.errors import HarnessError
 from harness.energy import peak_memory
-from harness.errors import HarnessError
+from qsl.samples import sample_source
 
 REPO = Path(__file__).resolve().parents[1]
 ROW = "SWEEP ROW "  # a point's process prints its rows behind this on stdout
@@ -221,8 +221,8 @@ def direct_row(args: argparse.Namespace) -> dict:
     from harness.energy import energy_meter
     from harness.run import create_backend
     from harness.run_config import resolve_count, resolve_device, resolve_max_tokens
-    from harness.samples import load_samples
     from harness.settings import detect_system, load_system
+    from qsl.samples import load_samples
     from sut.batching import plan_batches
     from sut.models import load_model, parse_shape
     from sut.stages import StageTimes
@@ -273,11 +273,11 @@ def direct_row(args: argparse.Namespace) -> dict:
 
 def loadgen_row(args: argparse.Namespace) -> dict:
     """A quick LoadGen run of one scenario, its logs under the sweep's folder."""
+    from harness.detail_log import read_detail_log
     from harness.energy import energy_meter
     from harness.run import run
     from harness.run_config import RunOptions, resolve_device
     from harness.settings import detect_system, load_system
-    from submission.loadgen_detail import read_detail_log
     from sut.stages import StageTimes
 
     system = load_system(args.system or detect_system())

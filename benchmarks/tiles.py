@@ -19,8 +19,8 @@ import statistics
 from pathlib import Path
 
 from benchmarks.timing import timer
-from harness.cli_common import ArgumentParser, run_main
-from harness.errors import HarnessError
+from common.cli import ArgumentParser, run_main
+from common.errors import HarnessError
 
 ATTENTION_TILES = [(64, 64, 4, 2), (64, 64, 4, 3), (64, 32, 4, 2), (32, 64, 2, 2), (128, 64, 4, 2), (128, 64, 8, 2),
                    (64, 128, 4, 2), (128, 128, 8, 2)]  # (block_m, block_n, warps, stages)

@@ -19,8 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.cli_common import REPO, ArgumentParser, add_shape_option, given_options, run_main
-from harness.errors import HarnessError
+from common.cli import REPO, ArgumentParser, add_shape_option, given_options, run_main
+from common.errors import HarnessError
 
 PASSED_THROUGH = ("model", "shape", "dataset", "precision", "device", "steps", "epochs", "batch_size", "accumulate",
                   "lr", "warmup", "dropout", "seed", "seq_len", "doc_stride", "eval_every", "val_questions",
@@ -143,7 +143,7 @@ def plot(rows: list[dict], folder: Path, runs: Path) -> list[Path]:
 
 
 def main() -> int:
-    from harness.samples import whole_number
+    from common.values import whole_number
 
     parser = ArgumentParser(prog="python -m benchmarks.train_compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", default="2", help="DDP ranks (default 2)")

@@ -20,8 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from harness.cli_common import REPO, ArgumentParser, add_shape_option, run_main
-from harness.errors import HarnessError
+from common.cli import REPO, ArgumentParser, add_shape_option, run_main
+from common.errors import HarnessError
 
 WARMUP_STEPS = 5
 

@@ -6,19 +6,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from configs import TEST01_AUDIT_CONFIG
-from harness.cli_common import (
+from common.cli import (
     ArgumentParser,
     add_data_options,
     add_shape_option,
     backend_options,
     run_main,
-    sample_source,
 )
+from configs import TEST01_AUDIT_CONFIG
 from harness.run import run, unmet_constraints
 from harness.run_config import BACKENDS, RunConfig, RunOptions
 from harness.settings import SCENARIOS, known_systems
 from qsl.features import DOC_STRIDE, MAX_SEQ_LENGTH
+from qsl.samples import sample_source
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -108,7 +108,7 @@ def command_perf(args: argparse.Namespace) -> int | None:
 
 def command_accuracy(args: argparse.Namespace) -> int | None:
     from accuracy.evaluate import evaluate_log, write_accuracy_txt
-    from harness.samples import load_samples
+    from qsl.samples import load_samples
 
     options = options_from(args)
     start_ranks(options, accuracy=True)
@@ -133,7 +133,7 @@ def command_accuracy(args: argparse.Namespace) -> int | None:
 
 
 def command_compliance(args: argparse.Namespace) -> int:
-    from submission.compliance import run_test01
+    from harness.compliance import run_test01
 
     test_dir, accuracy, performance = run_test01(args.build_dir, args.scenario, args.audit_config, args.model,
                                                  args.backend, args.trust_checkpoint, args.precision)
@@ -147,8 +147,8 @@ def command_compliance(args: argparse.Namespace) -> int:
 
 
 def command_features(args: argparse.Namespace) -> None:
-    from harness.samples import load_samples
     from qsl.cache import features_path
+    from qsl.samples import load_samples
 
     source = sample_source(args)
     features = load_samples(source, args.build_dir)

@@ -18,7 +18,7 @@ import sys
 import threading
 from dataclasses import dataclass
 
-from harness.errors import HarnessError, reason
+from common.errors import HarnessError, reason
 
 GROUP_TIMEOUT = datetime.timedelta(hours=1)  # idle workers wait this long for work; failures surface sooner
 PR_SET_PDEATHSIG = 1  # prctl(2)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from accuracy.loadgen_log import file_sha256
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from qsl.dataset import DATASET_SHA256, SHIPPED_DATASET, VOCAB_SHA256, read_verified
 
 

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from common.errors import HarnessError
 from harness.distributed import distribute, launched_rank, leave, rank_device
-from harness.errors import HarnessError
 from harness.run_config import ONNX_BACKENDS, RunConfig, RunOptions, backend_class, check_backend_settings
 from harness.run_folders import (
     RunLock,
@@ -212,8 +212,8 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
     """
     import mlperf_loadgen as lg
 
-    from harness.samples import load_samples
     from qsl.loadgen_qsl import SquadQSL
+    from qsl.samples import load_samples
     from sut.models import load_model
     from sut.sut import SUT
 

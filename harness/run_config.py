@@ -11,9 +11,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.errors import HarnessError
-from harness.samples import SampleSource, resolve_samples, whole_number
+from common.errors import HarnessError
+from common.values import whole_number
 from harness.settings import SystemConfig, check_scenario, detect_system, load_system
+from qsl.samples import SampleSource, resolve_samples
 
 BACKENDS = ("pytorch", "huggingface", "onnxruntime", "tensorrt")
 ONNX_BACKENDS = ("onnxruntime", "tensorrt")
@@ -40,7 +41,7 @@ class RunOptions:
     trust_checkpoint: bool = False
     enable_trace: bool = False
     backend_options: dict[str, str] = field(default_factory=dict)
-    data: str | None = None  # squad (default) or synthetic: harness/samples.py
+    data: str | None = None  # squad (default) or synthetic: qsl/samples.py
     seq_len: str | None = None
     doc_stride: str | None = None
     samples: str | None = None

@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 
 EARLIER = "earlier"  # a scenario's earlier runs, beside its newest
 RUN_INFO = "run_info.json"

@@ -7,8 +7,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.errors import HarnessError
 from configs import SYSTEMS_DIR
-from harness.errors import HarnessError
 
 SCENARIOS = ("Offline", "Server", "SingleStream", "MultiStream")
 MLPERF_MODEL = "bert"  # the model name LoadGen's embedded mlperf.conf uses for bert-99

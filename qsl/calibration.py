@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from qsl.dataset import SHIPPED_DIR, read_verified
 from qsl.features import MAX_SEQ_LENGTH, ModelInputs, SquadFeatures
 

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "data"
 SHIPPED_DATASET = SHIPPED_DIR / "dev-v1.1.json.gz"

@@ -17,6 +17,7 @@ from qsl.dataset import Example
 MAX_SEQ_LENGTH = 384
 DOC_STRIDE = 128
 MAX_QUERY_LENGTH = 64
+PAD_LOGIT = -10000.0  # the logit of a position past a sample's end: the reference pads shorter outputs with it
 CLS_ID, SEP_ID = 101, 102
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import mlperf_loadgen as lg
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from qsl.features import SquadFeatures
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from qsl.dataset import SHIPPED_VOCAB
 
 VOCAB_SIZE = 30522

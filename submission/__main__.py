@@ -10,14 +10,14 @@ import shutil
 import sys
 from pathlib import Path
 
-from harness.cli_common import ArgumentParser, run_main
-from harness.errors import HarnessError
+from common.cli import ArgumentParser, run_main
+from common.errors import HarnessError
+from harness.finished_runs import TEST, ScenarioRuns, Selection, find_runs, make_command
 from harness.settings import SCENARIOS, check_scenario
 from submission.artifacts import STEM, description_markdown, run_script, summary, timestamps, write_tarball
 from submission.check import Report, check_tree, required_scenarios
 from submission.evidence import check_evidence
 from submission.official import run_official_checker
-from submission.runs import TEST, ScenarioRuns, Selection, find_runs, make_command
 from submission.system import SUBMISSION_CONFIG, load_submission_config, machine_description, with_workers
 from submission.tree import LAYOUTS, build_tree, folder_name
 

@@ -7,17 +7,11 @@ import shlex
 import tarfile
 from pathlib import Path
 
+from harness.detail_log import RESULT_KEYS, read_detail_log
+from harness.finished_runs import TEST, ScenarioRuns, passed_test01
 from harness.run_folders import is_compliant
-from submission.loadgen_detail import read_detail_log
-from submission.runs import TEST, ScenarioRuns, passed_test01
 
 STEM = "mlperf_submission_short"
-RESULT_KEYS = {  # detail-log key, unit, nanoseconds-to-milliseconds?
-    "Offline": ("result_samples_per_second", "Samples/s", False),
-    "Server": ("result_completed_samples_per_sec", "Queries/s", False),
-    "SingleStream": ("early_stopping_latency_ss", "Latency (ms)", True),
-    "MultiStream": ("early_stopping_latency_ms", "Latency (ms)", True),
-}
 
 
 def scenario_result(runs: ScenarioRuns) -> tuple[float | None, str]:

@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from accuracy.evaluate import REFERENCE_F1
-from submission.artifacts import RESULT_KEYS
-from submission.compliance import F1_DELTA_PERCENT
-from submission.loadgen_detail import read_detail_log
+from harness.compliance import F1_DELTA_PERCENT
+from harness.detail_log import RESULT_KEYS, read_detail_log
+from harness.finished_runs import PASS_LINE, TEST, VERIFY_FILES
 from submission.log_consistency import accuracy_txt_problems, performance_problems
-from submission.runs import PASS_LINE, TEST, VERIFY_FILES
 from submission.system import AVAILABILITIES, INTEGER_FIELDS, MEANINGFUL_FIELDS, REQUIRED_FIELDS
 from submission.tree import BENCHMARK, MANIFEST, TEST01_FILES, scenario_paths, source_dir
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from accuracy.evaluate import evaluate_log
 from accuracy.loadgen_log import file_sha256, read_log_entries
-from harness.errors import HarnessError
-from submission.loadgen_detail import read_detail_log
+from common.errors import HarnessError
+from harness.detail_log import read_detail_log
+from harness.finished_runs import ScenarioRuns, make_command
 from submission.log_consistency import accuracy_txt_problems, performance_problems
-from submission.runs import ScenarioRuns, make_command
 from submission.tree import accuracy_hash
 
 PERFORMANCE_FILES = ("mlperf_log_summary.txt", "mlperf_log_detail.txt", "user.conf")
@@ -29,7 +29,7 @@ def _remake(target: str, runs: ScenarioRuns, build_dir: Path) -> str:
 
 def check_evidence(all_runs: list[ScenarioRuns], build_dir: Path, log=print) -> None:
     """Refuse, naming the file and the command that remakes the run, anything a chosen run cannot back."""
-    from harness.samples import load_samples, resolve_samples
+    from qsl.samples import load_samples, resolve_samples
 
     features = None
     for runs in all_runs:

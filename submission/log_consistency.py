@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from accuracy.evaluate import REFERENCE_F1, TARGETS
-from submission.loadgen_detail import DetailLog, read_detail_log
+from harness.detail_log import DetailLog, read_detail_log
 
 SUMMARY_KEYS = {  # a summary line's label -> the detail log's key
     "Scenario": "effective_scenario", "Mode": "effective_test_mode", "Result is": "result_validity",

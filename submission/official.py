@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 
 PACKAGE = Path("tools/submission/submission_checker")  # the checker since v6.0
 SINGLE_FILE = Path("tools/submission/submission_checker.py")  # before

@@ -11,8 +11,8 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from common.errors import HarnessError
 from configs import CONFIG_DIR
-from harness.errors import HarnessError
 
 SUBMISSION_CONFIG = CONFIG_DIR / "submission.json"
 # Fields the official checker requires (bert-99, no power, no network division).

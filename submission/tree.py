@@ -9,8 +9,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import HarnessError
-from submission.runs import TEST, VERIFY_FILES, ScenarioRuns
+from common.errors import HarnessError
+from harness.finished_runs import TEST, VERIFY_FILES, ScenarioRuns
 
 BENCHMARK = "bert-99"
 LAYOUTS = ("v6", "v5")

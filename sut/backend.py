@@ -23,7 +23,7 @@ class Backend(Protocol):
 
 def parse_options(options: dict[str, str] | None, allowed: dict[str, type], backend: str) -> dict:
     """BACKEND_OPTIONS strings -> typed values; an unknown key or a bad value names what is accepted."""
-    from harness.errors import HarnessError
+    from common.errors import HarnessError
 
     parsed = {}
     for key, text in (options or {}).items():

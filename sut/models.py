@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.errors import HarnessError
 from configs import BERT_LARGE_CONFIG
-from harness.errors import HarnessError
 
 MLPERF_CHECKPOINT_NAMES = ("model.pytorch",)
 HF_WEIGHT_NAMES = ("model.safetensors", "pytorch_model.bin")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from qsl.cache import save_atomically
 from sut.backend import parse_options
 from sut.models import LoadedModel

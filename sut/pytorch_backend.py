@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from accuracy.loadgen_log import PAD_LOGIT
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from qsl.calibration import calibration_indices
 from qsl.features import MAX_SEQ_LENGTH, SquadFeatures
 from sut.backend import parse_options

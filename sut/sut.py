@@ -15,8 +15,7 @@ import mlperf_loadgen as lg
 import numpy as np
 from tqdm import tqdm
 
-from accuracy.loadgen_log import PAD_LOGIT
-from qsl.features import ModelInputs
+from qsl.features import PAD_LOGIT, ModelInputs
 from sut.backend import Backend
 from sut.batching import PAD_MULTIPLE, batch_inputs, plan_batches
 from sut.stages import StageTimes, stage

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from qsl.cache import save_atomically
 from qsl.features import MAX_SEQ_LENGTH
 from sut.backend import parse_options

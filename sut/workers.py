@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from harness.errors import reason
+from common.errors import reason
 from qsl.features import ModelInputs
 from sut.batching import PAD_MULTIPLE, padded_length
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from sut.models import load_model
 from tests.conftest import run_cli
 
@@ -280,7 +280,7 @@ def test_stray_audit_config_is_refused(tmp_path, build_dir, features, command):
 
 def test_missing_module_names_the_fix(monkeypatch):
     """A module of this repository is missing only when a script runs from the wrong place; say how to run it."""
-    from harness.cli_common import REPO, missing_module_fix
+    from common.cli import REPO, missing_module_fix
 
     monkeypatch.setattr("sys.argv", [str(REPO / "benchmarks" / "cpu.py")])
     assert missing_module_fix("benchmarks.bench").endswith(f"run from {REPO} as a module: python -m benchmarks.cpu")

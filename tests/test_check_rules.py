@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.detail_log import PREFIX, read_detail_log
 from submission.check import check_tree
-from submission.loadgen_detail import PREFIX, read_detail_log
 from submission.log_consistency import detail_key, run_duration_s
 from submission.tree import write_manifest
 

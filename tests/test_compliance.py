@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
+from harness.compliance import verify_accuracy, verify_performance
+from harness.finished_runs import PASS_LINE, passed_test01
 from submission.check import Report, check_test01
-from submission.compliance import verify_accuracy, verify_performance
-from submission.runs import PASS_LINE, passed_test01
 from submission.tree import TEST01_FILES
 from tests.conftest import run_cli
 

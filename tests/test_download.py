@@ -11,8 +11,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from common.errors import HarnessError
 from harness.download import Artifact, download_all, fetch
-from harness.errors import HarnessError
 from qsl.dataset import SHIPPED_VOCAB
 
 

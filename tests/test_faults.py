@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from harness.errors import HarnessError, reason
+from common.errors import HarnessError, reason
 from tests.conftest import REPO, cli_environment, run_cli
 from tests.synthetic_logs import write_accuracy_log
 
@@ -33,7 +33,8 @@ def test_a_log_of_shorter_samples_is_refused_naming_seq_len(tmp_path, build_dir,
 
 
 def test_short_outputs_that_cover_their_tokens_are_padded_as_the_reference_does(features):
-    from accuracy.loadgen_log import PAD_LOGIT, decode_entries
+    from accuracy.loadgen_log import decode_entries
+    from qsl.features import PAD_LOGIT
 
     rows = [0, 1]
     entries = [(row, np.ones((int(features.lengths[row]), 2), np.float32).tobytes().hex()) for row in rows]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from accuracy.loadgen_log import PAD_LOGIT, decode_entries, file_sha256, read_accuracy_log
-from harness.errors import HarnessError
+from common.errors import HarnessError
 
 
 def write_log(path, entries):

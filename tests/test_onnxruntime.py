@@ -9,7 +9,7 @@ import onnx
 import pytest
 import torch
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from sut.huggingface_backend import HuggingFaceBackend
 from sut.models import load_model
 from sut.onnx_model import export_onnx

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from qsl.features import MAX_SEQ_LENGTH
 from sut import pytorch_backend
 from sut.batching import batch_inputs

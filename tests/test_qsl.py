@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from qsl.cache import load_features
 from qsl.dataset import SHIPPED_DATASET, load_dataset, split_whitespace
 from qsl.features import SquadFeatures, doc_spans, max_context_flags

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from tests.conftest import cli_environment, run_cli
 
 

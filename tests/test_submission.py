@@ -414,9 +414,9 @@ def test_a_submission_failing_validation_keeps_the_earlier_package(runs_dir, tmp
 
 def evidence_refusal(build) -> str:
     """What make submission's check of the chosen runs refuses (in this process: the CLI path is tested above)."""
-    from harness.errors import HarnessError
+    from common.errors import HarnessError
+    from harness.finished_runs import find_runs
     from submission.evidence import check_evidence
-    from submission.runs import find_runs
 
     with pytest.raises(HarnessError) as refused:
         check_evidence(find_runs(build).runs, build, log=lambda *_: None)
@@ -491,8 +491,8 @@ def test_a_packaged_tree_edited_and_rehashed_fails_our_checker(short_submission,
 
 
 def test_the_summary_calls_compliant_only_full_valid_runs(tmp_path):
+    from harness.finished_runs import ScenarioRuns
     from submission.artifacts import noncompliance
-    from submission.runs import ScenarioRuns
 
     def runs(performance: dict, accuracy: dict) -> ScenarioRuns:
         return ScenarioRuns("Offline", tmp_path, tmp_path, performance, accuracy)

@@ -10,10 +10,10 @@ import shutil
 import numpy as np
 import pytest
 
-from harness.errors import HarnessError
-from harness.samples import resolve_samples
+from common.errors import HarnessError
 from qsl.cache import load_features
 from qsl.features import CLS_ID, SEP_ID, Featurisation
+from qsl.samples import resolve_samples
 from qsl.synthetic import layout_featurisation, synthetic_samples
 from sut.models import SHAPES, parse_shape
 from tests.conftest import run_cli

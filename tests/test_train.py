@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from tests.conftest import REPO, cli_environment, run_cli
 
 # The reference's own training features (create_squad_data.py, is_training=True; mlcommons/inference b66003e1,

@@ -17,8 +17,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from harness.cli_common import REPO, ArgumentParser, add_shape_option, run_main
-from harness.errors import HarnessError, reason
+from common.cli import REPO, ArgumentParser, add_shape_option, run_main
+from common.errors import HarnessError, reason
 
 EPILOG = """examples:
   make train MODEL=../shared/models/minilm-squad-devhalf STEPS=30

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from qsl.cache import save_atomically
 
 

@@ -7,8 +7,9 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from harness.errors import HarnessError
-from harness.samples import resolve_samples, whole_number
+from common.errors import HarnessError
+from common.values import whole_number
+from qsl.samples import resolve_samples
 from sut.models import parse_shape
 from train.data import DATASETS
 from train.parallel import SCHEDULES

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import HarnessError, reason
+from common.errors import HarnessError, reason
 from qsl.cache import save_npz
 from qsl.dataset import DATASET_SHA256, SHIPPED_DATASET, Example, load_dataset, split_whitespace_with_offsets
 from qsl.features import SEP_ID, Featurisation, SquadFeatures, doc_spans, featurize

@@ -11,8 +11,9 @@ import torch
 
 from accuracy.postprocess import predictions
 from accuracy.squad_v1_1 import score
+from qsl.features import PAD_LOGIT
 from train.data import Split
-from train.model import PAD_LOGIT, QaStage, qa_loss
+from train.model import QaStage, qa_loss
 from train.parallel import Batches
 
 EVAL_BATCH = 64

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.errors import HarnessError
 from harness.energy import energy_meter, peak_memory
-from harness.errors import HarnessError
 from train import checkpoint
 from train.config import TrainConfig
 from train.data import Split

@@ -14,10 +14,9 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
+from qsl.features import PAD_LOGIT  # padding positions' logits: the loss then ignores how far a batch was padded
 from sut.models import BertShape, load_hf_directory, load_model, random_bert
-
-PAD_LOGIT = -10000.0  # padding positions' logits: the loss then ignores how far a batch was padded
 
 
 def outline(model: str | None, shape: BertShape | None) -> tuple[int, str]:

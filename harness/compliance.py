@@ -18,16 +18,15 @@ from pathlib import Path
 
 from accuracy.evaluate import evaluate_logits, write_accuracy_txt
 from accuracy.loadgen_log import decode_entries, file_sha256, read_log_entries
-from harness.errors import HarnessError
+from common.errors import HarnessError
+from harness.detail_log import RESULT_KEYS, read_detail_log
+from harness.finished_runs import PASS_LINE, TEST, ScenarioRuns, find_runs
 from harness.run import run
 from harness.run_config import RunOptions
 from harness.run_folders import RunLock, keep_earlier
 from harness.settings import COMMON_LOADGEN_KEYS, LOADGEN_KEYS, check_scenario
 from qsl.cache import load_features
 from qsl.features import MAX_SEQ_LENGTH, SquadFeatures
-from submission.artifacts import RESULT_KEYS
-from submission.loadgen_detail import read_detail_log
-from submission.runs import PASS_LINE, TEST, ScenarioRuns, find_runs
 
 F1_DELTA_PERCENT = 1.0  # bert-99: how far F1 may move where responses differ bit-wise
 AUDIT_FOUND = "Found Audit Config file"  # LoadGen's detail-log message when it obeyed audit.config

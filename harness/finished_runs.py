@@ -8,7 +8,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 from harness.run_folders import Slot, describe_run, is_compliant
 from harness.settings import SCENARIOS
 from qsl.features import DOC_STRIDE, MAX_SEQ_LENGTH

@@ -7,6 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PREFIX = ":::MLLOG "
+RESULT_KEYS = {  # detail-log key, unit, nanoseconds-to-milliseconds?
+    "Offline": ("result_samples_per_second", "Samples/s", False),
+    "Server": ("result_completed_samples_per_sec", "Queries/s", False),
+    "SingleStream": ("early_stopping_latency_ss", "Latency (ms)", True),
+    "MultiStream": ("early_stopping_latency_ms", "Latency (ms)", True),
+}
 
 
 @dataclass

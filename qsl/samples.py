@@ -7,10 +7,12 @@ for MLPerf's.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
+from common.values import whole_number
 from qsl.features import MAX_QUERY_LENGTH, MAX_SEQ_LENGTH, Featurisation, ModelInputs
 from qsl.synthetic import LENGTHS, layout_featurisation
 
@@ -57,17 +59,6 @@ class SampleSource:
         return []
 
 
-def whole_number(name: str, value: str | int | None, low: int, high: int | None = None) -> int | None:
-    """A make variable that must be a whole number in range; None when not given."""
-    if value is None or value == "":
-        return None
-    text = str(value)
-    if not text.isdigit() or int(text) < low or (high is not None and int(text) > high):
-        bounds = f"from {low} to {high}" if high is not None else f"of at least {low}"
-        raise HarnessError(f"{name}={value} must be a whole number {bounds}")
-    return int(text)
-
-
 def resolve_samples(data: str | None = None, seq_len: str | int | None = None, doc_stride: str | int | None = None,
                     samples: str | int | None = None, lengths: str | None = None,
                     seed: str | int | None = None) -> SampleSource:
@@ -107,3 +98,8 @@ def load_samples(source: SampleSource, build_dir: Path, log=print) -> ModelInput
     if source.data == "squad":
         return features
     return synthetic_samples(features, source.samples, source.lengths, source.seed)
+
+
+def sample_source(args: argparse.Namespace) -> SampleSource:
+    """DATA, SEQ_LEN, ... as given on the command line, checked."""
+    return resolve_samples(args.data, args.seq_len, args.doc_stride, args.samples, args.lengths, args.seed)

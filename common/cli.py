@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from harness.errors import HarnessError
+from common.errors import HarnessError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -115,13 +115,6 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lengths", default=None,
                         help="DATA=synthetic: squad (SQuAD dev's length distribution, default) or full (all SEQ_LEN)")
     parser.add_argument("--seed", default=None, help="DATA=synthetic: the generator's seed (default 0)")
-
-
-def sample_source(args: argparse.Namespace):
-    """DATA, SEQ_LEN, ... as given on the command line, checked (harness/samples.py)."""
-    from harness.samples import resolve_samples
-
-    return resolve_samples(args.data, args.seq_len, args.doc_stride, args.samples, args.lengths, args.seed)
 
 
 def add_shape_option(parser: argparse.ArgumentParser) -> None:
