@@ -17,13 +17,13 @@ import re
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from benchmarks.bench import record
 from benchmarks.cpu import cpu_name
 from common.cli import ArgumentParser, backend_options, run_main
+from common.variables import add_variables
 
 CATEGORIES = (  # first match wins; names as CUDA kernels and CPU operators are called
     ("FFN input product, GELU, quantise (Triton)", r"_product_gelu_quantise"),
@@ -101,18 +101,9 @@ def report(kernels: list[KernelTime], tokens: int, samples: int, top: int) -> li
 def parser() -> argparse.ArgumentParser:
     result = ArgumentParser(prog="python -m benchmarks.batch_profile", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    result.add_argument("--model", default=None, help="model (default: random BERT-Large, as make bench)")
-    result.add_argument("--device", default=None, help="cpu or cuda (default: cuda when there is a GPU)")
-    result.add_argument("--precision", default=None, help="fp32, fp16, bf16 or fp8 (default: the system file's)")
-    result.add_argument("--system", default=None, help="whose Offline batching (default: detected)")
-    result.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="a pytorch backend option, repeatable (e.g. triton_attention=1)")
+    add_variables(result, "profile")
     result.add_argument("--iterations", type=int, default=3, help="profiled runs of the batch, averaged")
     result.add_argument("--top", type=int, default=15, help="kernels listed by name")
-    result.add_argument("--build-dir", type=Path, default=Path("build"))
-    result.add_argument("--update-docs", action="store_true",
-                        help="also record the tables in docs/benchmarks.md, in a section of their own per device "
-                             "and precision (default: only <build-dir>/bench/benchmarks.md)")
     return result
 
 

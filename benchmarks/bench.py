@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.timing import Row, host_seconds, measure, table, timed_passes
-from common.cli import ArgumentParser, add_data_options, add_shape_option, run_main
+from common.cli import ArgumentParser, run_main
+from common.variables import add_variables
 from qsl.samples import sample_source
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,18 +123,12 @@ def record(name: str, lines: list[str], build_dir: Path, update_docs: bool) -> N
 def parser() -> argparse.ArgumentParser:
     result = ArgumentParser(prog="python -m benchmarks.bench", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    result.add_argument("--model", default=None,
-                        help="model to time (default on GPU: random BERT-Large; on CPU: the small real model)")
+    add_variables(result, "bench")
     result.add_argument("--passes", type=int, default=3, help="timed passes per row; the median is reported")
     result.add_argument("--precisions", default="fp16,bf16,fp8", type=lambda text: text.split(","),
                         help="precisions of our packed path on GPU (default fp16,bf16,fp8)")
     result.add_argument("--reference-samples", type=int, default=REFERENCE_BATCH1_SAMPLES,
                         help="samples timed for the batch-1 reference-style row")
-    result.add_argument("--build-dir", type=Path, default=Path("build"))
-    add_data_options(result)
-    add_shape_option(result)
-    result.add_argument("--update-docs", action="store_true",
-                        help="also record the table in docs/benchmarks.md (default: only <build-dir>/bench/)")
     return result
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from common.cli import REPO, ArgumentParser, run_main
 from common.errors import HarnessError
+from common.variables import add_variables
 
 STOP_GRACE_S = 15  # after SIGINT, before SIGKILL: LoadGen writes its logs when a run stops
 DEFAULT_TIME_LIMIT_S = 420
@@ -243,19 +244,17 @@ def write_results(outcomes: list[Outcome], gpu: str, limit_s: float, out: Path,
     print(f"wrote {out / 'device_check.md'} and {out / 'benchmarks.md'} (docs/benchmarks.md with the figures)")
 
 
-def main() -> int:
-    parser = ArgumentParser(prog="python -m benchmarks.device_check", description=__doc__.split("\n\n")[0],
-                            variables={"--steps": "CHECKS"})
-    parser.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT_S,
-                        help=f"seconds for all steps (default {DEFAULT_TIME_LIMIT_S}); the summary is written after")
+def parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(prog="python -m benchmarks.device_check", description=__doc__.split("\n\n")[0])
+    add_variables(parser, "device-check", time_limit={"default": DEFAULT_TIME_LIMIT_S},
+                  build_dir={"default": REPO / "build"})
     parser.add_argument("--out", type=Path, help="where results go (default $OUT, else build/device-check/<time>)")
-    parser.add_argument("--small-model", type=Path,
-                        help="the shared small real model: adds its F1 in fp32 and fp8, and the CUDA tests needing it")
-    parser.add_argument("--steps", help="comma-separated step names to run, in plan order (default: all)")
-    parser.add_argument("--build-dir", type=Path, default=REPO / "build")
-    parser.add_argument("--plan", action="store_true", help="print the steps and their commands, run nothing")
     parser.add_argument("--environment", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> int:
+    args = parser().parse_args()
     if args.environment:
         return describe_environment()
     if args.time_limit < 60:

@@ -21,8 +21,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common.cli import ArgumentParser, add_data_options, add_shape_option, given_options, run_main
+from common.cli import ArgumentParser, given_options, run_main
 from common.errors import HarnessError
+from common.variables import add_variables
 from harness.run_config import RunConfig, RunOptions, resolve_count
 
 PASSED_THROUGH = ("model", "shape", "device", "precision", "system", "backend", "data", "seq_len", "doc_stride",
@@ -153,17 +154,8 @@ def plot(rows: list[dict], path: Path) -> Path | None:
 def parser() -> argparse.ArgumentParser:
     result = ArgumentParser(prog="python -m benchmarks.scale", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    result.add_argument("--workers", nargs="*", default=["1", "2"], help='worker counts (WORKERS="1 2 4 8")')
-    result.add_argument("--launcher", choices=("local", "srun"), default="local",
-                        help="local: ranks on this machine; srun: each count as srun --ntasks N (inside SLURM)")
-    result.add_argument("--count", default=None, help="samples per rank, or full (compliant runs)")
-    result.add_argument("--build-dir", type=Path, default=Path("build"))
+    add_variables(result, "scale", workers={"default": ["1", "2"]})
     result.add_argument("--out", type=Path, default=None, help="default build/scale/<timestamp>")
-    for name in ("model", "device", "precision", "system", "backend", "max_tokens", "batch_size",
-                 "rank0_computes", "worker_timeout"):
-        result.add_argument(f"--{name.replace('_', '-')}", default=None)
-    add_shape_option(result)
-    add_data_options(result)
     return result
 
 

@@ -31,12 +31,11 @@ import numpy as np
 
 from common.cli import (
     ArgumentParser,
-    add_data_options,
-    add_shape_option,
     given_options,
     run_main,
 )
 from common.errors import HarnessError
+from common.variables import add_variables
 from harness.energy import peak_memory
 from qsl.samples import sample_source
 
@@ -439,34 +438,14 @@ def write_optimal(rows: list[dict], args: argparse.Namespace, path: Path, folder
 
 # --- command line ---
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None, help="as make perf's MODEL (default: the MLPerf model, or random)")
-    add_shape_option(parser)
-    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the system file's)")
-    parser.add_argument("--system", default=None, help="system file (name or path) whose settings are the base")
-    parser.add_argument("--count", default=None, help="samples per point (default: the system file's quick count)")
-    parser.add_argument("--build-dir", type=Path, default=Path("build"))
-    add_data_options(parser)
+MODEL_VARIABLES = ("MODEL", "SHAPE", "DEVICE", "SYSTEM", "COUNT", "BUILD", "DATA", "SEQ_LEN", "DOC_STRIDE", "SAMPLES",
+                   "LENGTHS", "SEED")  # what a point shares with the sweep that started it
 
 
 def run_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m benchmarks.sweep", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch-sizes", nargs="*", default=["1", "4", "16"], help="largest batches (BATCH_SIZES)")
-    parser.add_argument("--max-tokens", nargs="*", default=["none"],
-                        help="token budgets per batch, or none (MAX_TOKENS; default none)")
-    parser.add_argument("--precisions", nargs="*", default=None, help="PRECISIONS (default: the system file's)")
-    parser.add_argument("--backends", nargs="*", default=["pytorch"], help="BACKENDS (default pytorch)")
-    parser.add_argument("--mode", choices=("direct", "loadgen"), default="direct",
-                        help="direct: backend predict in the SUT's batches; loadgen: quick Offline and "
-                             "SingleStream runs (default direct)")
-    parser.add_argument("--name", default=None, help="the sweep's folder under build/sweeps (default from the model, "
-                                                     "device, data and mode)")
-    parser.add_argument("--optimal", action="store_true",
-                        help="write a system file for the best point (OPTIMAL=1), which make perf SYSTEM= takes")
-    parser.add_argument("--optimal-file", type=Path, default=None,
-                        help="where (default build/systems/<name>-optimal.json)")
-    add_model_options(parser)
+    add_variables(parser, "sweep", max_tokens={"default": ["none"]})
     return parser
 
 
@@ -479,7 +458,7 @@ def point_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, required=True)
     parser.add_argument("--max-tokens", required=True)
     parser.add_argument("--folder", type=Path, required=True)
-    add_model_options(parser)
+    add_variables(parser, "sweep", only=MODEL_VARIABLES)
     return parser
 
 

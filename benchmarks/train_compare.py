@@ -19,8 +19,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common.cli import REPO, ArgumentParser, add_shape_option, given_options, run_main
+from common.cli import REPO, ArgumentParser, given_options, run_main
 from common.errors import HarnessError
+from common.variables import add_variables
 
 PASSED_THROUGH = ("model", "shape", "dataset", "precision", "device", "steps", "epochs", "batch_size", "accumulate",
                   "lr", "warmup", "dropout", "seed", "seq_len", "doc_stride", "eval_every", "val_questions",
@@ -142,19 +143,17 @@ def plot(rows: list[dict], folder: Path, runs: Path) -> list[Path]:
     return [folder / "throughput.png", folder / "validation_loss.png"]
 
 
+def parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(prog="python -m benchmarks.train_compare", description=__doc__.split("\n\n")[0])
+    add_variables(parser, "train-compare", workers={"default": "2"}, stages={"default": ["2", "4"]},
+                  name={"default": "default"}, build_dir={"default": REPO / "build"})
+    return parser
+
+
 def main() -> int:
     from common.values import whole_number
 
-    parser = ArgumentParser(prog="python -m benchmarks.train_compare", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workers", default="2", help="DDP ranks (default 2)")
-    parser.add_argument("--stages", nargs="+", default=["2", "4"], help="pipeline stage counts (default 2 4)")
-    parser.add_argument("--name", default="default", help="the comparison's folder under build/train/compare")
-    parser.add_argument("--model")
-    add_shape_option(parser)
-    for name in PASSED_THROUGH[2:]:
-        parser.add_argument(f"--{name.replace('_', '-')}")
-    parser.add_argument("--build-dir", type=Path, default=REPO / "build")
-    args = parser.parse_args()
+    args = parser().parse_args()
     workers = whole_number("WORKERS", args.workers, 2)
     stages = sorted({whole_number("STAGES", count, 1) for count in args.stages})
     runs = args.build_dir / "train" / "compare" / args.name

@@ -18,10 +18,10 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-from common.cli import REPO, ArgumentParser, add_shape_option, run_main
+from common.cli import REPO, ArgumentParser, run_main
 from common.errors import HarnessError
+from common.variables import add_variables
 
 WARMUP_STEPS = 5
 
@@ -104,17 +104,16 @@ def ours_throughput(args: argparse.Namespace) -> dict:
     return {"samples_per_s": summary["mean_samples_per_s"], "steps": summary["steps"]}
 
 
-def main() -> int:
+def parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m benchmarks.train_trainer", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model")
-    add_shape_option(parser)
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seq-len", type=int, default=384)
-    parser.add_argument("--build-dir", type=Path, default=REPO / "build")
-    args = parser.parse_args()
+    add_variables(parser, "train-bench", steps={"type": int, "default": 30}, batch_size={"type": int, "default": 32},
+                  precision={"choices": ("fp32", "bf16", "fp16"), "default": "fp32"}, device={"default": "cpu"},
+                  seq_len={"type": int, "default": 384}, build_dir={"default": REPO / "build"})
+    return parser
+
+
+def main() -> int:
+    args = parser().parse_args()
     if not args.model and not args.shape:
         raise HarnessError("give MODEL= (a BERT directory, e.g. bert-base-uncased) or SHAPE=bert-base")
     theirs = trainer_throughput(args)

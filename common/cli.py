@@ -22,12 +22,12 @@ KINDS = {"int": "a whole number", "float": "a number"}
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse whose errors name the make variable the user typed (WORKER_TIMEOUT=abc), then the flag, in one
-    line and without the usage block; `variables` names the flags whose make variable is not their own name
-    in capitals (--backend-option: BACKEND_OPTIONS)."""
+    line and without the usage block; `variables` maps flags to their make variables (common.variables fills
+    it: --backend-option is BACKEND_OPTIONS)."""
 
-    def __init__(self, *args, variables: dict[str, str] | None = None, **kwargs):
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.variables = {"--backend-option": "BACKEND_OPTIONS", "--enable-trace": "TRACE", **(variables or {})}
+        self.variables: dict[str, str] = {}
 
     def variable(self, flag: str) -> str:
         return self.variables.get(flag, flag.lstrip("-").upper().replace("-", "_"))
@@ -101,23 +101,3 @@ def given_options(args: argparse.Namespace, names: Iterable[str]) -> list[str]:
         if value is not None:
             words += [f"--{name.replace('_', '-')}", str(value)]
     return words
-
-
-def add_data_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", default=None,
-                        help="squad (the dev set, default) or synthetic (generated samples laid out like SQuAD "
-                             "features; performance only)")
-    parser.add_argument("--seq-len", default=None,
-                        help="tokens per sample, 32 to 512 (default 384, MLPerf's; other lengths are not the "
-                             "MLPerf setting; SQuAD needs 68 or more)")
-    parser.add_argument("--doc-stride", default=None, help="SQuAD window stride (default SEQ_LEN // 3: 128 at 384)")
-    parser.add_argument("--samples", default=None, help="DATA=synthetic: how many samples (default 10833)")
-    parser.add_argument("--lengths", default=None,
-                        help="DATA=synthetic: squad (SQuAD dev's length distribution, default) or full (all SEQ_LEN)")
-    parser.add_argument("--seed", default=None, help="DATA=synthetic: the generator's seed (default 0)")
-
-
-def add_shape_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--shape", default=None,
-                        help="a randomly initialised model of this shape instead of MODEL: bert-large, bert-base, "
-                             "distilbert (6 layers), tiny, or layers=L,hidden=H,heads=A[,intermediate=I]")

@@ -8,60 +8,21 @@ from pathlib import Path
 
 from common.cli import (
     ArgumentParser,
-    add_data_options,
-    add_shape_option,
     backend_options,
     run_main,
 )
+from common.variables import add_variables
 from configs import TEST01_AUDIT_CONFIG
 from harness.run import run, unmet_constraints
-from harness.run_config import BACKENDS, RunConfig, RunOptions
-from harness.settings import SCENARIOS, known_systems
+from harness.run_config import RunConfig, RunOptions
 from qsl.features import DOC_STRIDE, MAX_SEQ_LENGTH
 from qsl.samples import sample_source
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scenario", default="Offline", help=f"LoadGen scenario: {', '.join(SCENARIOS)}")
-    parser.add_argument("--backend", default="pytorch", help=f"inference backend: {', '.join(BACKENDS)}")
-    parser.add_argument("--model", default=None,
-                        help="model.pytorch file, Hugging Face model directory, or .onnx file (ONNX backends) "
-                             "(default: build/models/bert-large/model.pytorch from `make download`)")
-    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the system file's)")
-    parser.add_argument("--precision", default=None,
-                        help="pytorch: fp32, fp16, bf16, fp8; huggingface: fp32, fp16, bf16; onnxruntime: fp32, "
-                             "fp16 (GPU), int8 (CPU); tensorrt: fp32, fp16, int8, fp8 (default: the system file's)")
-    parser.add_argument("--count", default=None,
-                        help="quick, non-compliant run over the first N samples; 'full' forces compliant "
-                             "settings (default: the system file's default_count, none on GPU systems)")
-    parser.add_argument("--system", default=None,
-                        help=f"settings file in configs/systems: {', '.join(known_systems())} (default: detected)")
-    parser.add_argument("--batch-size", default=None, help="largest batch (default: the system file's)")
-    parser.add_argument("--max-tokens", default=None,
-                        help="token budget per batch (batch size x its longest sample), or none (default: the "
-                             "system file's max_tokens)")
-    parser.add_argument("--build-dir", type=Path, default=Path("build"), help="data, models and logs (default build)")
-    parser.add_argument("--trust-checkpoint", action="store_true",
-                        help="allow a model.pytorch that needs full unpickling (only for files you trust)")
-    parser.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="a backend setting, repeatable (e.g. optimize=0, providers=tensorrt, compile=0); "
-                             "each backend lists the keys it accepts")
-    parser.add_argument("--enable-trace", action="store_true",
-                        help="LoadGen trace log (about 270 bytes per sample; off by default)")
-    add_data_options(parser)
-    add_shape_option(parser)
-    parser.add_argument("--workers", default=None,
-                        help="ranks that run backends, under torch.distributed: one per GPU (cuda:0..N-1) or N "
-                             "processes sharing the cores; started with torchrun here, or by srun (default 1)")
-    parser.add_argument("--rank0-computes", default="1", choices=("0", "1"),
-                        help="with --workers: rank 0 runs a backend too, beside LoadGen (default 1)")
+def add_run_options(parser: argparse.ArgumentParser, target: str) -> None:
+    add_variables(parser, target)
     parser.add_argument("--logs-dir", type=Path, default=None,
                         help="where the logs go (default <build-dir>/logs; make scale keeps each count's apart)")
-    parser.add_argument("--replace", default="0", choices=("0", "1"),
-                        help="1: let a quick run become the newest over a compliant one, or an accuracy run over "
-                             "one of more samples (the earlier run is kept under earlier/ either way)")
-    parser.add_argument("--worker-timeout", default=None,
-                        help="seconds a worker may take over one batch before the run ends, naming it (default 300)")
 
 
 def options_from(args: argparse.Namespace) -> RunOptions:
@@ -169,10 +130,10 @@ def parser() -> argparse.ArgumentParser:
                             description="MLPerf Inference bert-99 (SQuAD v1.1) harness.")
     commands = result.add_subparsers(dest="command", required=True)
     perf = commands.add_parser("perf", help="LoadGen performance run")
-    add_run_options(perf)
+    add_run_options(perf, "perf")
     perf.set_defaults(handler=command_perf)
     accuracy = commands.add_parser("accuracy", help="LoadGen accuracy run, then the official F1/EM")
-    add_run_options(accuracy)
+    add_run_options(accuracy, "accuracy")
     accuracy.set_defaults(handler=command_accuracy)
     compliance = commands.add_parser(
         "compliance", help="compliance test TEST01: rerun a scenario's performance run with audit.config, "
@@ -183,22 +144,12 @@ def parser() -> argparse.ArgumentParser:
                     "its responses, then checks them against the accuracy run and the result against the "
                     "performance run. Results in build/logs/<model>/<backend>/<configuration>/<scenario>/TEST01, which "
                     "`make submission` packages.")
-    compliance.add_argument("--scenario", default="Offline", help=f"LoadGen scenario: {', '.join(SCENARIOS)}")
-    compliance.add_argument("--backend", default=None, help="whose runs (default: the newest with both runs)")
-    compliance.add_argument("--model", default=None, help="model name under build/logs (default: the newest)")
-    compliance.add_argument("--precision", default=None, help="whose runs (default: the newest with both runs)")
-    compliance.add_argument("--audit-config", type=Path, default=TEST01_AUDIT_CONFIG,
-                            help="TEST01's audit.config (default: the shipped configs/compliance/TEST01/audit.config)")
-    compliance.add_argument("--build-dir", type=Path, default=Path("build"), help="where the runs are (default build)")
-    compliance.add_argument("--trust-checkpoint", action="store_true",
-                            help="allow a model.pytorch that needs full unpickling (only for files you trust)")
+    add_variables(compliance, "compliance", audit_config={"default": TEST01_AUDIT_CONFIG})
     compliance.set_defaults(handler=command_compliance)
     for name, handler, text in (("features", command_features, "write build/data/squad_features.npz"),
                                 ("download", command_download, "fetch the dev set and MLPerf model into build/")):
         sub = commands.add_parser(name, help=text)
-        sub.add_argument("--build-dir", type=Path, default=Path("build"))
-        if name == "features":
-            add_data_options(sub)
+        add_variables(sub, name)
         sub.set_defaults(handler=handler)
     return result
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from common.cli import ArgumentParser, run_main
 from common.errors import HarnessError
+from common.variables import add_variables
 from harness.finished_runs import TEST, ScenarioRuns, Selection, find_runs, make_command
 from harness.settings import SCENARIOS, check_scenario
 from submission.artifacts import STEM, description_markdown, run_script, summary, timestamps, write_tarball
@@ -19,7 +20,7 @@ from submission.check import Report, check_tree, required_scenarios
 from submission.evidence import check_evidence
 from submission.official import run_official_checker
 from submission.system import SUBMISSION_CONFIG, load_submission_config, machine_description, with_workers
-from submission.tree import LAYOUTS, build_tree, folder_name
+from submission.tree import build_tree, folder_name
 
 CHECKER_VERSIONS = {"v6": "v6.1", "v5": "v5.1"}
 ARTIFACT_SUFFIXES = (".tar.gz", "_summary.json", ".run", ".tstamps", ".md")
@@ -31,32 +32,16 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m submission",
         description="Package the newest performance + accuracy runs under build/logs as an MLPerf submission "
                     "tree, validate it, and write the SCC short artifacts (mlperf_submission_short.*).")
-    result.add_argument("--short", action="store_true",
-                        help="SCC short style: open division, quick runs allowed; what would fail a full "
-                             "submission is listed as warnings")
-    result.add_argument("--layout", default="v6", choices=LAYOUTS,
-                        help="v6: the current round's tree (src/, measurements.json beside results); "
-                             "v5: the previous one (code/, measurements/, compliance/)")
-    result.add_argument("--build-dir", type=Path, default=Path("build"), help="where the runs are (default build)")
+    add_variables(result, "submission", checker={"default": os.environ.get("MLPERF_INFERENCE_DIR") or None})
     result.add_argument("--out", type=Path, default=None, help="output folder (default <build-dir>/submission)")
-    result.add_argument("--model", default=None, help="model name under build/logs (default: the newest runs)")
-    result.add_argument("--backend", default=None, help="backend under build/logs (default: the newest runs)")
-    result.add_argument("--precision", default=None, help="precision of the runs (default: the newest runs)")
     result.add_argument("--config", type=Path, default=SUBMISSION_CONFIG,
                         help="submitter, division and system description overrides (default configs/submission.json)")
-    result.add_argument("--submitter", default=None, help="organisation name (overrides the config)")
     result.add_argument("--allow-invalid", action="store_true",
                         help="write the artifacts even when validation fails; they are labelled as failing")
-    result.add_argument("--checker", type=Path, default=os.environ.get("MLPERF_INFERENCE_DIR") or None,
-                        help="an mlcommons/inference checkout: also run its submission checker "
-                             "(default $MLPERF_INFERENCE_DIR)")
     result.add_argument("--checker-version", default=None,
                         help="--version for the official checker (default v6.1 for --layout v6, v5.1 for v5)")
     result.add_argument("--check", type=Path, default=None, metavar="TREE",
                         help="only validate an existing (e.g. unpacked) tree and exit")
-    result.add_argument("--scenarios", nargs="+", default=None, metavar="SCENARIO",
-                        help="package these scenarios, each of which must have both runs (default: every scenario "
-                             "with runs; one that has a run but not both is refused, never left out unnoticed)")
     result.add_argument("--required-scenarios", action="store_true",
                         help="print the scenarios the config's system_type needs (edge: Offline SingleStream; "
                              "datacenter: Offline Server) and exit; `make all` runs these by default")

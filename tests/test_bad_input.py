@@ -253,7 +253,8 @@ def test_makefile_keeps_paths_with_spaces_whole():
                             text=True, check=True)
     assert 'rm -rf "/x y/logs" "/x y/submission" "/x y/data/squad_features.npz"' in result.stdout
     assert 'rm -rf "/x y" .venv' in result.stdout
-    assert '--build-dir "/x y" --model "/m n"' in result.stdout and '--submitter "My Team"' in result.stdout
+    assert '--build-dir "/x y"' in result.stdout and '--model "/m n"' in result.stdout
+    assert '--submitter "My Team"' in result.stdout
 
 
 @pytest.mark.slow

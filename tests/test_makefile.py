@@ -22,7 +22,7 @@ sleep 1
 @pytest.mark.skipif(shutil.which("flock") is None, reason="needs flock (util-linux) for the setup lock")
 def test_jobs_started_together_build_the_venv_once(tmp_path):
     """A SLURM array on a fresh checkout: every job runs `make setup` at once; one builds, the others wait."""
-    for name in ("Makefile", "pyproject.toml"):
+    for name in ("Makefile", "variables.mk", "pyproject.toml"):
         shutil.copy(REPO / name, tmp_path / name)
     tools = tmp_path / "tools"
     tools.mkdir()
@@ -49,7 +49,8 @@ case "$*" in *"$FAIL"*) exit 1 ;; esac
 
 def make_all(tmp_path: Path, *variables: str, fail: str = "never") -> tuple[int, list[str]]:
     """`make all` with the harness stood in: its exit code and the steps it ran, as `<command> <scenario>`."""
-    shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+    for name in ("Makefile", "variables.mk"):
+        shutil.copy(REPO / name, tmp_path / name)
     python = tmp_path / "python"
     python.write_text(STEP_PYTHON)
     python.chmod(0o755)
@@ -70,7 +71,7 @@ def test_make_all_runs_each_required_scenario_then_packages(tmp_path):
     code, steps = make_all(tmp_path)
     assert code == 0
     assert steps == ["submission --required-scenarios", "harness accuracy Offline", "harness perf Offline",
-                     "harness accuracy SingleStream", "harness perf SingleStream", "submission --build-dir"]
+                     "harness accuracy SingleStream", "harness perf SingleStream", "submission --scenarios"]
 
 
 def test_make_all_adds_test01_for_a_full_submission_and_takes_the_scenarios_given(tmp_path):
@@ -78,7 +79,7 @@ def test_make_all_adds_test01_for_a_full_submission_and_takes_the_scenarios_give
     assert code == 0
     assert steps == ["harness accuracy Server", "harness perf Server", "harness compliance Server",
                      "harness accuracy Offline", "harness perf Offline", "harness compliance Offline",
-                     "submission --build-dir"]
+                     "submission --scenarios"]
     assert make_all(tmp_path, "SCENARIO=Server")[1][:2] == ["harness accuracy Server", "harness perf Server"]
 
 

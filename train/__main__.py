@@ -17,8 +17,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from common.cli import REPO, ArgumentParser, add_shape_option, run_main
+from common.cli import REPO, ArgumentParser, run_main
 from common.errors import HarnessError, reason
+from common.variables import add_variables
 
 EPILOG = """examples:
   make train MODEL=../shared/models/minilm-squad-devhalf STEPS=30
@@ -31,40 +32,7 @@ EPILOG = """examples:
 def parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m train", description=__doc__.split("\n\n")[0], epilog=EPILOG,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="a Hugging Face BERT directory (with or without a SQuAD head: a new head "
-                                        "starts from random weights) or an MLPerf model.pytorch")
-    add_shape_option(parser)
-    parser.add_argument("--dataset", help="dev-split (default, offline: the shipped dev set's even articles train, odd "
-                                          "ones validate), squad or squad_v2 (the hub's train/validation sets)")
-    parser.add_argument("--parallel", help="none (default: one process), ddp (a replica per worker) or pipeline "
-                                           "(a stage per worker, torch.distributed.pipelining)")
-    parser.add_argument("--workers", help="ranks for PARALLEL=ddp (default 2); started here, or by torchrun/srun")
-    parser.add_argument("--stages", help="pipeline stages, one rank each (default 2); at most the encoder's layers")
-    parser.add_argument("--microbatches", help="microbatches per pipeline step (default 2 x STAGES)")
-    parser.add_argument("--schedule", help="pipeline schedule: 1f1b (default) or gpipe")
-    parser.add_argument("--precision", help="fp32 (default), bf16 or fp16 (autocast; fp16 with dynamic loss scaling)")
-    parser.add_argument("--device", help="cpu, cuda (default when there is a GPU) or cuda:N")
-    parser.add_argument("--steps", help="optimiser steps (default: EPOCHS epochs' worth)")
-    parser.add_argument("--epochs", help="passes over the training features (default 2)")
-    parser.add_argument("--batch-size", help="global batch: features per optimiser step, over all workers (default 32)")
-    parser.add_argument("--accumulate", help="gradient accumulation: each step in this many slices (default 1)")
-    parser.add_argument("--lr", help="peak learning rate of AdamW (default 5e-5)")
-    parser.add_argument("--warmup", help="fraction of the steps over which the rate climbs from 0 (default 0.1); "
-                                         "it then falls linearly to 0")
-    parser.add_argument("--dropout", help="dropout everywhere in the model (default: the model's own, 0.1 for BERT); "
-                                          "0 makes configurations comparable step by step")
-    parser.add_argument("--seed", help="data order, dropout and new weights (default 0)")
-    parser.add_argument("--seq-len", help="tokens per feature (default 384, as the benchmark)")
-    parser.add_argument("--doc-stride", help="paragraph window stride (default SEQ_LEN // 3: 128 at 384)")
-    parser.add_argument("--eval-every", help="also validate every N steps (default: at each epoch's end and the last "
-                                             "step)")
-    parser.add_argument("--val-questions", help="validate on the first N validation questions (default all)")
-    parser.add_argument("--checkpoint-every", help="steps between checkpoints (default 100; 0: epoch ends only); one "
-                                                   "is also written at the end and on Ctrl-C")
-    parser.add_argument("--target-loss", help="the summary's time to reach this training loss (default 2.0)")
-    parser.add_argument("--run", help="the run folder's name under build/train (default: from model and settings)")
-    parser.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
-    parser.add_argument("--build-dir", type=Path, default=REPO / "build")
+    add_variables(parser, "train", build_dir={"default": REPO / "build"})
     return parser
 
 
