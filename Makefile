@@ -129,7 +129,7 @@ lint: $(ENV)
 
 # The documentation site (MkDocs + Material, mkdocs.yml): broken links and pages missing from it fail the build.
 docs: $(ENV)
-	$(PYTHON) -m mkdocs build --strict --quiet --site-dir "$(BUILD)/site"
+	NO_MKDOCS_2_WARNING=1 $(PYTHON) -m mkdocs build --strict --quiet --site-dir "$(BUILD)/site"
 
 clean:
 	rm -rf "$(BUILD)/logs" "$(BUILD)/submission" "$(BUILD)/data/squad_features.npz"
