@@ -56,12 +56,9 @@ def check_settings(args: argparse.Namespace, worker_counts: list[int]) -> None:
     if args.rank0_computes not in (None, "0", "1"):
         raise HarnessError(f"RANK0_COMPUTES={args.rank0_computes}: choose one of 0, 1")
     for workers in worker_counts:
-        RunConfig.from_options(RunOptions(
-            backend=args.backend or "pytorch", model=args.model, device=args.device, precision=args.precision,
-            count=quick_count(args, workers), system=args.system, batch_size=args.batch_size,
-            max_tokens=args.max_tokens, data=args.data, seq_len=args.seq_len, doc_stride=args.doc_stride,
-            samples=args.samples, lengths=args.lengths, seed=args.seed, shape=args.shape, workers=str(workers),
-            rank0_computes=args.rank0_computes != "0", worker_timeout=args.worker_timeout), accuracy=False)
+        RunConfig.from_options(RunOptions.from_args(args, backend=args.backend or "pytorch",
+                                                     count=quick_count(args, workers), workers=str(workers)),
+                               accuracy=False)
 
 
 def perf_command(args: argparse.Namespace, workers: int, logs: Path) -> list[str]:

@@ -281,12 +281,8 @@ def loadgen_row(args: argparse.Namespace) -> dict:
 
     system = load_system(args.system or detect_system())
     device = resolve_device(args.device or system.device)
-    options = RunOptions(scenario=args.scenario, backend=args.backend, model=args.model, device=device,
-                         precision=args.precision, count=args.count, system=args.system,
-                         batch_size=args.batch_size, build_dir=args.build_dir, data=args.data,
-                         seq_len=args.seq_len, doc_stride=args.doc_stride, samples=args.samples,
-                         lengths=args.lengths, seed=args.seed, shape=args.shape, max_tokens=args.max_tokens,
-                         logs_dir=args.folder / "logs" / f"batch{args.batch_size}-tokens{args.max_tokens}")
+    options = RunOptions.from_args(args, device=device,
+                                   logs_dir=args.folder / "logs" / f"batch{args.batch_size}-tokens{args.max_tokens}")
     stages = StageTimes()  # without synchronisation: the measured run is not slowed
     meter = energy_meter(device)
     run_dir, resolved = run(options, accuracy=False, log=lambda *_: None, stages=stages, meter=meter)

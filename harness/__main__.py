@@ -8,7 +8,6 @@ from pathlib import Path
 
 from common.cli import (
     ArgumentParser,
-    backend_options,
     run_main,
 )
 from common.variables import add_variables
@@ -25,18 +24,6 @@ def add_run_options(parser: argparse.ArgumentParser, target: str) -> None:
                         help="where the logs go (default <build-dir>/logs; make scale keeps each count's apart)")
 
 
-def options_from(args: argparse.Namespace) -> RunOptions:
-    return RunOptions(scenario=args.scenario, backend=args.backend, model=args.model, device=args.device,
-                      precision=args.precision, count=args.count, system=args.system,
-                      batch_size=args.batch_size, build_dir=args.build_dir,
-                      trust_checkpoint=args.trust_checkpoint, enable_trace=args.enable_trace,
-                      backend_options=backend_options(args.backend_option), data=args.data, seq_len=args.seq_len,
-                      doc_stride=args.doc_stride, samples=args.samples, lengths=args.lengths, seed=args.seed,
-                      shape=args.shape, max_tokens=args.max_tokens, workers=args.workers,
-                      rank0_computes=args.rank0_computes == "1", worker_timeout=args.worker_timeout,
-                      logs_dir=args.logs_dir, replace=args.replace == "1")
-
-
 def start_ranks(options: RunOptions, accuracy: bool) -> None:
     """Every setting checked first; then, for WORKERS=N from a plain process, ranks 1..N-1 start as copies of
     this command, and this one is rank 0."""
@@ -48,7 +35,7 @@ def start_ranks(options: RunOptions, accuracy: bool) -> None:
 
 
 def command_perf(args: argparse.Namespace) -> int | None:
-    options = options_from(args)
+    options = RunOptions.from_args(args)
     start_ranks(options, accuracy=False)
     run_dir, resolved = run(options, accuracy=False)
     if run_dir is None:  # a worker rank: rank 0 reports
@@ -71,7 +58,7 @@ def command_accuracy(args: argparse.Namespace) -> int | None:
     from accuracy.evaluate import evaluate_log, write_accuracy_txt
     from qsl.samples import load_samples
 
-    options = options_from(args)
+    options = RunOptions.from_args(args)
     start_ranks(options, accuracy=True)
     scored = []
 

@@ -10,7 +10,6 @@ out as the submission tree holds it: verify_accuracy.txt, verify_performance.txt
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -65,14 +64,7 @@ def run_test01(build_dir: Path, scenario: str, audit_config: Path, model: str | 
         raise HarnessError(f"the {scenario} performance run in {runs.performance_dir} ran over {info['workers']} "
                            f"ranks (WORKERS={info['workers']}); {TEST} reruns a run exactly as it ran, and cannot "
                            "start ranks yet: make the scenario's runs without WORKERS to audit them")
-    max_tokens = info.get("max_tokens")
-    options = RunOptions(scenario=scenario, backend=info["backend"],
-                         model=os.path.join(info["working_directory"], info["model_source"]),
-                         device=info["device"], precision=info["precision"],
-                         count=str(info["count"]) if info["count"] else "full", system=info["system"],
-                         batch_size=info["batch_size"], max_tokens="none" if max_tokens is None else str(max_tokens),
-                         build_dir=build_dir, trust_checkpoint=trust_checkpoint,
-                         backend_options=info["backend_options"])
+    options = RunOptions.from_run_info(info, build_dir, trust_checkpoint)
     test_dir = runs.performance_dir.parents[1] / TEST
     with RunLock(test_dir, f"{TEST} of {scenario}"):  # before moving a folder another one may be using
         kept = keep_earlier(test_dir)  # at once: however this test ends, the last one is not lost

@@ -6,11 +6,13 @@ Every make variable of a run is read and checked here, in the user's own words (
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from common.cli import backend_options
 from common.errors import HarnessError
 from common.values import whole_number
 from harness.settings import SystemConfig, check_scenario, detect_system, load_system
@@ -54,6 +56,39 @@ class RunOptions:
     rank0_computes: bool = True  # with WORKERS: rank 0 runs a backend too, beside LoadGen
     worker_timeout: str | float | None = None  # seconds a worker may take over a batch before the run ends
     replace: bool = False  # REPLACE=1: a quick run may become the newest over a compliant one (which is kept)
+
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, **changes) -> RunOptions:
+        """The options a command's flags give (named as in common/variables.py), with `changes` over them."""
+        values = {name: value for name, value in vars(args).items() if name in RUN_OPTION_NAMES}
+        if "backend_option" in vars(args):
+            values["backend_options"] = backend_options(args.backend_option)
+        for switch in ("rank0_computes", "replace"):  # 0|1 as typed
+            if switch in values:
+                values[switch] = values[switch] == "1" if switch == "replace" else values[switch] != "0"
+        return cls(**{**values, **changes})
+
+    @classmethod
+    def from_run_info(cls, info: dict, build_dir: Path, trust_checkpoint: bool = False) -> RunOptions:
+        """A finished run's options from its run_info.json, to run it again exactly as it ran (TEST01)."""
+        def given(value) -> str | None:
+            return None if value is None else str(value)
+
+        return cls(scenario=info["scenario"], backend=info["backend"],
+                   model=None if info.get("model_is_random") else os.path.join(info["working_directory"],
+                                                                           info["model_source"]),
+                   device=info["device"], precision=info["precision"],
+                   count=str(info["count"]) if info["count"] else "full", system=info["system"],
+                   batch_size=info["batch_size"], build_dir=build_dir, trust_checkpoint=trust_checkpoint,
+                   backend_options=dict(info["backend_options"]), data=info.get("data"),
+                   seq_len=given(info.get("seq_len")), doc_stride=given(info.get("doc_stride")),
+                   samples=given(info.get("samples")), lengths=info.get("lengths"), seed=given(info.get("seed")),
+                   shape=info.get("shape"),
+                   max_tokens="none" if info["max_tokens"] is None else str(info["max_tokens"]),
+                   workers=given(info.get("workers", 1)))
+
+RUN_OPTION_NAMES = {option.name for option in fields(RunOptions)}
 
 
 @dataclass(frozen=True)

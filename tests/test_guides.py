@@ -65,11 +65,9 @@ def check_command(words: list[str], monkeypatch) -> None:
         raise AssertionError(f"python -m {module} refused {shlex.join(arguments)}") from stop
     if target in ("perf", "accuracy"):
         from harness import run_config
-        from harness.__main__ import options_from
-
         monkeypatch.setattr(run_config, "resolve_device", lambda device: device)
         monkeypatch.setattr(run_config, "check_cores", lambda *_, **__: None)
-        run_config.RunConfig.from_options(options_from(args), accuracy=target == "accuracy")
+        run_config.RunConfig.from_options(run_config.RunOptions.from_args(args), accuracy=target == "accuracy")
     elif target == "train":
         from train.config import resolve
 
