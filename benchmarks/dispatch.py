@@ -24,12 +24,13 @@ import torch.multiprocessing as mp
 
 from common.cli import ArgumentParser, run_main
 from harness.distributed import free_port
+from sut.backend import Backend
 
 MEAN_TOKENS = 178.5  # the dev features' mean real length
 
 
-class ZeroBackend:
-    name, precisions, input_data_type, option_types = "zeros", ("fp32",), "int32", {}
+class ZeroBackend(Backend):
+    name = "zeros"
 
     def predict(self, input_ids, input_mask, segment_ids):
         return np.zeros((*input_ids.shape, 2), np.float32)

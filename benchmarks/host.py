@@ -19,15 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from common.cli import ArgumentParser, run_main
+from sut.backend import Backend
 
 TARGET_RATE = 9_100  # samples/s: the H100 Offline record this harness aims at
 
 
-class PackedZeroBackend:
+class PackedZeroBackend(Backend):
     """The packed backend's host side around a model that returns zero logits."""
 
     name = "packed-zero"
-    precisions = ("fp32",)
 
     def __init__(self) -> None:
         from sut.pytorch_backend import pack, scatter  # imports torch: outside the timed run

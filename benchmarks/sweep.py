@@ -55,7 +55,8 @@ def parse_token_budget(text: str) -> int | None:
 
 def grid(args: argparse.Namespace) -> list[dict]:
     """Every point of the grid, checked before anything runs."""
-    from harness.run_config import BACKENDS, check_backend_settings, check_choice
+    from harness.run_config import check_backend_settings, check_choice
+    from sut.backend import BACKENDS
 
     if args.precisions is None:
         from harness.settings import detect_system, load_system
@@ -69,7 +70,7 @@ def grid(args: argparse.Namespace) -> list[dict]:
             raise HarnessError(f"BATCH_SIZES: {size} is not a batch size; give whole numbers of at least 1")
     budgets = [parse_token_budget(text) for text in args.max_tokens]
     for backend in args.backends:
-        check_choice("BACKEND", backend, BACKENDS)
+        check_choice("BACKEND", backend, tuple(BACKENDS))
         for precision in args.precisions:
             check_backend_settings(backend, precision, {})
     return [{"backend": backend, "precision": precision, "batch_size": int(size), "max_tokens": budget}
@@ -222,6 +223,7 @@ def direct_row(args: argparse.Namespace) -> dict:
     from harness.run_config import resolve_count, resolve_device, resolve_max_tokens
     from harness.settings import detect_system, load_system
     from qsl.samples import load_samples
+    from sut.backend import backend_class
     from sut.batching import plan_batches
     from sut.models import load_model, parse_shape
     from sut.stages import StageTimes
@@ -233,7 +235,7 @@ def direct_row(args: argparse.Namespace) -> dict:
     features = load_samples(sample_source(args), args.build_dir, log=lambda *_: None)
     count = resolve_count(args.count, system.default_count) or len(features)
     model = load_model(args.model, args.build_dir, allow_random=True, log=lambda *_: None,
-                       accept_onnx=args.backend in ("onnxruntime", "tensorrt"),
+                       accept_onnx=backend_class(args.backend).takes_onnx,
                        shape=parse_shape(args.shape) if args.shape else None)
     backend = create_backend(args.backend, model, device, args.precision, features, args.build_dir, {},
                              log=lambda *_: None)
@@ -258,8 +260,7 @@ def direct_row(args: argparse.Namespace) -> dict:
     reading = meter.stop()
     synchronize = (lambda: torch.cuda.synchronize(device)) if device.startswith("cuda") else None
     stages = StageTimes(synchronize)
-    if hasattr(backend, "stages"):
-        backend.stages = stages
+    backend.stages = stages
     one_pass(stages)
     return {"backend": args.backend, "precision": args.precision, "device": device, "batch_size": args.batch_size,
             "max_tokens": max_tokens, "scenario": "direct", "status": "ok", "model": model.name,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from common.errors import HarnessError
 from harness.distributed import distribute, launched_rank, leave, rank_device
-from harness.run_config import ONNX_BACKENDS, RunConfig, RunOptions, backend_class, check_backend_settings
+from harness.run_config import RunConfig, RunOptions, check_backend_settings
 from harness.run_folders import (
     RunLock,
     check_free_space,
@@ -33,6 +33,7 @@ from harness.settings import (
     test_settings,
     user_conf_text,
 )
+from sut.backend import backend_class
 
 AUDIT_CONFIG = "audit.config"  # LoadGen reads this name from the working directory and obeys it over user.conf
 TEST01_LOGGED_SAMPLES = 4096  # about what TEST01's audit.config has LoadGen log (accuracy_log_sampling_target)
@@ -244,7 +245,7 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
                            "or MAX_TOKENS=none")
     model = load_model(options.model, options.build_dir, allow_random=not accuracy,
                        trust_checkpoint=options.trust_checkpoint, log=log,
-                       accept_onnx=backend_name in ONNX_BACKENDS, shape=config.shape)
+                       accept_onnx=backend_class(backend_name).takes_onnx, shape=config.shape)
     positions = getattr(getattr(model.module, "config", None), "max_position_embeddings", features.seq_length)
     if features.seq_length > positions:
         raise HarnessError(f"SEQ_LEN={features.seq_length} is longer than {model.name} takes ({positions} positions)")
@@ -299,9 +300,7 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
         qsl = SquadQSL(features, count)
         sut = SUT(backend, features, batch_size, max_tokens)
         if stages is not None:
-            sut.stages = stages
-            if hasattr(backend, "stages"):
-                backend.stages = stages
+            sut.stages = backend.stages = stages
         log_settings = lg.LogSettings()
         log_settings.log_output.outdir = str(work_dir)
         log_settings.log_output.copy_summary_to_stdout = False  # printed below, once the progress bar is closed
@@ -314,8 +313,7 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
         started = time.perf_counter()
         if audit_config is not None:
             os.chdir(work_dir)  # LoadGen looks for audit.config only in its working directory
-        check = getattr(backend, "check", None)  # a pool of workers, whose failures may come between batches
-        failure = lambda: sut.error or (check() if check else None)  # noqa: E731 - polled, named once
+        failure = lambda: sut.error or backend.check()  # noqa: E731 - polled, named once
         try:
             if meter is not None:
                 meter.start()
@@ -334,7 +332,7 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
                 leave()
         resolved.end_utc = utc_now()
         resolved.samples_answered = sut.samples_done
-        error = sut.error or (check() if check else None)
+        error = sut.error or backend.check()
         if error is not None:
             raise HarnessError(f"the {backend_name} backend failed during the run: {type(error).__name__}: {error}"
                                f"{memory_hint(error, system, batch_size)}; incomplete logs left in {work_dir}") \

@@ -17,15 +17,8 @@ from common.errors import HarnessError
 from common.values import whole_number
 from harness.settings import SystemConfig, check_scenario, detect_system, load_system
 from qsl.samples import SampleSource, resolve_samples
+from sut.backend import BACKENDS, backend_class, parse_options
 
-BACKENDS = ("pytorch", "huggingface", "onnxruntime", "tensorrt")
-ONNX_BACKENDS = ("onnxruntime", "tensorrt")
-BACKEND_CLASSES = {  # name -> (module, class); imported only when chosen, so extras stay optional
-    "pytorch": ("sut.pytorch_backend", "PackedBackend"),
-    "huggingface": ("sut.huggingface_backend", "HuggingFaceBackend"),
-    "onnxruntime": ("sut.onnxruntime_backend", "OnnxRuntimeBackend"),
-    "tensorrt": ("sut.tensorrt_backend", "TensorRTBackend"),
-}
 WORKER_TIMEOUT_S = 300.0  # a batch a worker has not answered in this long: the run ends, naming it
 
 
@@ -115,7 +108,7 @@ class RunConfig:
         from sut.models import parse_shape
 
         scenario = check_scenario(options.scenario)
-        backend = check_choice("BACKEND", options.backend, BACKENDS)
+        backend = check_choice("BACKEND", options.backend, tuple(BACKENDS))
         system = load_system(options.system or detect_system())
         device = resolve_device(options.device or system.device)
         precision = options.precision or system.precision
@@ -222,20 +215,8 @@ def check_cores(workers: int, device: str, rank0_computes: bool = True) -> None:
                            "or spread the ranks over nodes with srun (slurm/)")
 
 
-def backend_class(name: str):
-    """The backend's class, imported only when chosen, so extras stay optional."""
-    import importlib
-
-    if name not in BACKEND_CLASSES:
-        raise HarnessError(f"BACKEND={name} is not available in this version; use BACKEND=pytorch")
-    module_name, class_name = BACKEND_CLASSES[name]
-    return getattr(importlib.import_module(module_name), class_name)
-
-
 def check_backend_settings(name: str, precision: str, options: dict[str, str]) -> None:
     """PRECISION and BACKEND_OPTIONS as this backend takes them: refused before seconds go into the model."""
-    from sut.backend import parse_options
-
     chosen = backend_class(name)
     if precision not in chosen.precisions:
         raise HarnessError(f"BACKEND={name} runs PRECISION={', '.join(chosen.precisions)}, not {precision}")

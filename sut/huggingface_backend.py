@@ -10,13 +10,13 @@ import copy
 import numpy as np
 import torch
 
-from sut.backend import parse_options
+from sut.backend import Backend, parse_options
 from sut.models import LoadedModel
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-class HuggingFaceBackend:
+class HuggingFaceBackend(Backend):
     name = "huggingface"
     precisions = tuple(DTYPES)
     input_data_type = "int64"

@@ -17,7 +17,7 @@ import numpy as np
 
 from common.errors import HarnessError
 from qsl.cache import save_atomically
-from sut.backend import parse_options
+from sut.backend import Backend, parse_options
 from sut.models import LoadedModel
 from sut.onnx_model import (
     check_sequence_axis,
@@ -100,8 +100,9 @@ def providers_for(device: str, requested: str | None, available: list[str]) -> l
     return [(name, {"device_id": device_id}) if name != "CPUExecutionProvider" else name for name in names]
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    takes_onnx = True
     precisions = ("fp32", "fp16", "int8")
     option_types = OPTIONS
 

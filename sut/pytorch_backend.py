@@ -29,14 +29,14 @@ from accuracy.loadgen_log import PAD_LOGIT
 from common.errors import HarnessError
 from qsl.calibration import calibration_indices
 from qsl.features import MAX_SEQ_LENGTH, SquadFeatures
-from sut.backend import parse_options
+from sut.backend import Backend, parse_options
 from sut.batching import batch_inputs
 from sut.cuda_graphs import GraphedEncoder, graph_shape
 from sut.fp8 import calibrate_input_amax, fp8_kernels_supported, fp8_supported, quantise_layers
 from sut.models import LoadedModel
 from sut.onednn import onednn_available, use_onednn_linears
 from sut.packed_bert import PackedBert
-from sut.stages import StageTimes, stage
+from sut.stages import stage
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp8": torch.float16}
 CPU_FP8_DTYPE = torch.float32  # fp16 arithmetic on CPU is slow; emulated fp8 rounds the same either way
@@ -99,7 +99,7 @@ def require_fp8_kernels() -> None:
                            f"(pip install 'torch>=2.8'), or PRECISION=fp16: {error}") from error
 
 
-class PackedBackend:
+class PackedBackend(Backend):
     name = "pytorch"
     precisions = tuple(DTYPES)
     input_data_type = "int32"  # packed into one int32 row
@@ -120,7 +120,6 @@ class PackedBackend:
         self._inputs = [torch.empty(0, dtype=torch.int32), torch.empty(0, dtype=torch.int32)]
         self._outputs = [torch.empty(0), torch.empty(0)]
         self._slot = 0
-        self.stages: StageTimes | None = None  # a sweep's per-stage timing (sut/stages.py); off for runs
         self.graphs: GraphedEncoder | None = None  # captured last, after calibration and compiling
         if precision == "fp8":
             if calibration is None:

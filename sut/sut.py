@@ -28,19 +28,13 @@ def submit_batch(backend: Backend, features: ModelInputs, rows: np.ndarray, pad_
                  stages: StageTimes | None = None) -> Callable[[], np.ndarray]:
     """One batch as the SUT gives it to a backend: a call that waits for its logits (make sweep's direct mode too).
 
-    A backend with `submit_rows` (sut/workers.py) takes the sample indices and has the batch built where it runs.
+    A backend that takes rows (sut/workers.py) takes the sample indices and has the batch built where it runs.
     """
-    submit_rows = getattr(backend, "submit_rows", None)
-    if submit_rows is not None:
-        return submit_rows(rows)
+    if backend.takes_rows:
+        return backend.submit_rows(rows)
     with stage(stages, "host_batch"):
         arrays = batch_inputs(features, rows, pad_multiple)
-    submit = getattr(backend, "submit", None)
-    if submit is not None:
-        return submit(*arrays)
-    with stage(stages, "forward"):  # a backend without stages of its own
-        logits = backend.predict(*arrays)
-    return lambda: logits
+    return backend.submit(*arrays)
 
 
 class SUT:
@@ -54,7 +48,7 @@ class SUT:
         self.samples_done = 0
         self.error: BaseException | None = None
         self.stages: StageTimes | None = None  # a sweep's per-stage timing (sut/stages.py); off for runs
-        self.window = getattr(backend, "window", 2)  # batches submitted before the oldest is completed
+        self.window = backend.window
         self._queue: queue.Queue[list | None] = queue.Queue()
         self._worker = threading.Thread(target=self._serve, name="sut-worker", daemon=True)
         self._worker.start()
@@ -122,7 +116,7 @@ class SUT:
     def spread(self, lengths: np.ndarray) -> int | None:
         """The token budget per batch: the system's, or less for a query too small to give every worker of a
         pool (sut/workers.py) many batches; with a few large ones, the last would leave the others idle."""
-        workers = getattr(self.backend, "parallelism", 1)
+        workers = self.backend.parallelism
         if workers == 1:
             return self.max_tokens
         share = max(-(-int(lengths.sum()) // (workers * BATCHES_PER_WORKER)), int(lengths.max()))

@@ -19,7 +19,7 @@ import torch
 from common.errors import HarnessError
 from qsl.cache import save_atomically
 from qsl.features import MAX_SEQ_LENGTH
-from sut.backend import parse_options
+from sut.backend import Backend, parse_options
 from sut.models import LoadedModel
 from sut.onnx_model import (
     check_sequence_axis,
@@ -51,8 +51,9 @@ def import_tensorrt():
     return tensorrt
 
 
-class TensorRTBackend:
+class TensorRTBackend(Backend):
     name = "tensorrt"
+    takes_onnx = True
     precisions = ("fp32", "fp16", "int8", "fp8")
     option_types = OPTIONS
 

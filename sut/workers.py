@@ -25,6 +25,7 @@ import torch.distributed as dist
 
 from common.errors import reason
 from qsl.features import ModelInputs
+from sut.backend import Backend
 from sut.batching import PAD_MULTIPLE, padded_length
 
 WORK, STOP = 1, 0  # rank 0's header kinds
@@ -163,10 +164,11 @@ class RemoteWorker:
             self._thread.join(timeout=30)
 
 
-class WorkerPool:
+class WorkerPool(Backend):
     """The backend rank 0's SUT uses under WORKERS=N; it takes sample indices (submit_rows), not arrays."""
 
     name = "workers"
+    takes_rows = True
 
     def __init__(self, local_backend, features: ModelInputs, peers: list[Peer], timeout_s: float):
         self.features = features

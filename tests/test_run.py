@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from common.errors import HarnessError
+from sut.backend import Backend
 from tests.conftest import cli_environment, run_cli
 
 
@@ -130,12 +131,10 @@ def test_onnxruntime_offline_quick_run(tmp_path, build_dir, features, tiny_rando
     assert list((build_dir / "cache" / "onnx").glob(f"{tiny_random_model.name}-*.onnx"))
 
 
-class FailingBackend:
+class FailingBackend(Backend):
     """Fails on its second batch, the way a GPU running out of memory mid-run does."""
 
     name = "failing"
-    precisions = ("fp32",)
-    input_data_type = "int32"
 
     def __init__(self):
         self.calls = 0
@@ -147,12 +146,10 @@ class FailingBackend:
         return np.zeros((*input_ids.shape, 2), np.float32)
 
 
-class IdEchoBackend:
+class IdEchoBackend(Backend):
     """Answers each token with its own id (start) and minus it (end): every sample's logits are its own."""
 
     name = "echo"
-    precisions = ("fp32",)
-    input_data_type = "int32"
 
     def predict(self, input_ids, input_mask, segment_ids):
         return np.stack([input_ids, -input_ids], axis=-1).astype(np.float32)

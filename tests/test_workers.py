@@ -16,15 +16,16 @@ import pytest
 import torch.multiprocessing as mp
 
 from harness.distributed import free_port
+from sut.backend import Backend
 from tests.conftest import cli_environment, run_cli
 
 pytestmark = pytest.mark.slow  # processes joining a process group, LoadGen runs
 
 
-class EchoBackend:
+class EchoBackend(Backend):
     """Each token's id as its start logit: whoever computes a batch, the answer is the same."""
 
-    name, precisions, input_data_type, option_types = "echo", ("fp32",), "int32", {}
+    name = "echo"
 
     def __init__(self, fail_on_batch: int | None = None, seconds_per_token: float = 0.0):
         self.fail_on_batch, self.seconds_per_token, self.batches = fail_on_batch, seconds_per_token, 0
