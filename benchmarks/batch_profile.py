@@ -22,7 +22,7 @@ import numpy as np
 
 from benchmarks.bench import record
 from benchmarks.cpu import cpu_name
-from common.cli import ArgumentParser, backend_options, run_main
+from common.cli import ArgumentParser, run_main
 from common.variables import add_variables
 
 CATEGORIES = (  # first match wins; names as CUDA kernels and CPU operators are called
@@ -111,21 +111,17 @@ def main() -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from harness.run import create_backend
-    from harness.run_config import resolve_device
-    from harness.settings import detect_system, load_system
-    from qsl.cache import load_features
+    from harness.build import build_run
+    from harness.run_config import RunConfig, RunOptions
     from sut.batching import batch_inputs
-    from sut.models import load_model
 
     args = parser().parse_args()
-    system = load_system(args.system or detect_system())
-    device = resolve_device(args.device or system.device)
-    precision = args.precision or system.precision
-    features = load_features(args.build_dir / "data" / "squad_features.npz")
-    model = load_model(args.model, args.build_dir, allow_random=True)
-    options = backend_options(args.backend_option)
-    backend = create_backend("pytorch", model, device, precision, features, args.build_dir, options)
+    config = RunConfig.from_options(RunOptions.from_args(args), accuracy=False)
+    built = build_run(config)
+    system, device, precision, features, model = (config.system, config.device, config.precision, built.features,
+                                                  built.model)
+    options = config.options.backend_options
+    backend = built.backend()
     rows = largest_batch(features, system.batch_size, system.max_tokens)
     inputs = batch_inputs(features, rows)
     for _ in range(2):  # warm-up: compiled code and allocator settle

@@ -27,7 +27,6 @@ import numpy as np
 from benchmarks.timing import Row, host_seconds, measure, table, timed_passes
 from common.cli import ArgumentParser, run_main
 from common.variables import add_variables
-from qsl.samples import sample_source
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs" / "benchmarks.md"
@@ -41,15 +40,14 @@ def fixed_batches(count: int, batch_size: int) -> list[np.ndarray]:
     return [order[start:start + batch_size] for start in range(0, count, batch_size)]
 
 
-def gpu_rows(args, model, features, log) -> list[Row]:
+def gpu_rows(args, built, log) -> list[Row]:
     import torch
 
-    from harness.run import create_backend
-    from harness.settings import detect_system, load_system
+    from harness.build import create_backend
     from sut.batching import plan_batches
 
     device = "cuda"
-    system = load_system(detect_system())
+    model, features, system = built.model, built.features, built.config.system
     total = len(features.input_ids)
     rows: list[Row] = []
 
@@ -135,23 +133,25 @@ def parser() -> argparse.ArgumentParser:
 def main() -> None:
     import torch
 
+    from harness.build import build_run
+    from harness.run_config import RunConfig, RunOptions
     from qsl.samples import load_samples
-    from sut.models import load_model, parse_shape
 
     args = parser().parse_args()
-    source = sample_source(args)
-    shape = parse_shape(args.shape) if args.shape else None
-    features = load_samples(source, args.build_dir)
+    config = RunConfig.from_options(RunOptions.from_args(args), accuracy=False)
+    source, shape = config.source, config.shape
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = source.label  # tables of other data or lengths keep sections of their own
     if not torch.cuda.is_available():
         from benchmarks.cpu import cpu_section
 
+        features = load_samples(source, args.build_dir)
         record(f"cpu{section}{'-' + shape.name if shape else ''}", cpu_section(args, features, started, shape, source),
                args.build_dir, args.update_docs)
         return
-    model = load_model(args.model, args.build_dir, allow_random=True, shape=shape)
-    rows = gpu_rows(args, model, features, print)
+    built = build_run(config)
+    model, features = built.model, built.features
+    rows = gpu_rows(args, built, print)
     data = "the 10,833 dev features" if source.is_mlperf else f"{len(features):,} samples ({source.label.lstrip('-')})"
     lines = [f"## GPU, {model.name}, measured {started}", "", *[f"- {line}" for line in gpu_header(model.name)],
              f"- Command: `{' '.join(['python -m benchmarks.bench', *sys.argv[1:]])}`; {timed_passes(args.passes)} "

@@ -38,7 +38,7 @@ def cpu_section(args, features, started: str, shape=None, source=None) -> list[s
     import onnxruntime
     import torch
 
-    from harness.run import create_backend
+    from harness.build import create_backend
     from sut.batching import plan_batches
     from sut.models import load_model
 

@@ -43,11 +43,11 @@ def counts(texts: list[str]) -> list[int]:
 
 def quick_count(args: argparse.Namespace, workers: int) -> str:
     """The samples of one count's run: COUNT (or full) as given, else a base per rank times the ranks."""
-    from harness.settings import detect_system, load_system
+    from harness.settings import chosen_system
 
     if args.count == "full":
         return "full"
-    base = resolve_count(args.count, load_system(args.system or detect_system()).default_count) or 1024
+    base = resolve_count(args.count, chosen_system(args.system).default_count) or 1024
     return str(base * workers)
 
 

@@ -219,7 +219,7 @@ def direct_row(args: argparse.Namespace) -> dict:
     import torch
 
     from harness.energy import energy_meter
-    from harness.run import create_backend
+    from harness.build import create_backend
     from harness.run_config import resolve_count, resolve_device, resolve_max_tokens
     from harness.settings import detect_system, load_system
     from qsl.samples import load_samples

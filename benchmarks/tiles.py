@@ -114,7 +114,7 @@ def main() -> None:
     import torch
 
     from benchmarks.batch_profile import largest_batch
-    from harness.settings import detect_system, load_system
+    from harness.settings import chosen_system
     from qsl.cache import load_features
 
     parser = ArgumentParser(prog="python -m benchmarks.tiles", description=__doc__,
@@ -125,7 +125,7 @@ def main() -> None:
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise HarnessError("the Triton kernels run on a CUDA GPU; none is visible here")
-    system = load_system(detect_system())
+    system = chosen_system(None)
     features = load_features(args.build_dir / "data" / "squad_features.npz")
     lengths = features.lengths[largest_batch(features, system.batch_size, system.max_tokens)]
     torch.manual_seed(0)

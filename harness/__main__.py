@@ -12,8 +12,9 @@ from common.cli import (
 )
 from common.variables import add_variables
 from configs import TEST01_AUDIT_CONFIG
-from harness.run import run, unmet_constraints
+from harness.run import run
 from harness.run_config import RunConfig, RunOptions
+from harness.summary import unmet_constraints
 from qsl.features import DOC_STRIDE, MAX_SEQ_LENGTH
 from qsl.samples import sample_source
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from common.cli import backend_options
 from common.errors import HarnessError
 from common.values import whole_number
-from harness.settings import SystemConfig, check_scenario, detect_system, load_system
+from harness.settings import SystemConfig, check_scenario, chosen_system
 from qsl.samples import SampleSource, resolve_samples
 from sut.backend import BACKENDS, backend_class, parse_options
 
@@ -109,7 +109,7 @@ class RunConfig:
 
         scenario = check_scenario(options.scenario)
         backend = check_choice("BACKEND", options.backend, tuple(BACKENDS))
-        system = load_system(options.system or detect_system())
+        system = chosen_system(options.system)
         device = resolve_device(options.device or system.device)
         precision = options.precision or system.precision
         check_backend_settings(backend, precision, options.backend_options)

@@ -67,6 +67,11 @@ LOADGEN_KEYS = {
 }
 
 
+def chosen_system(name: str | None) -> SystemConfig:
+    """SYSTEM as given, else this machine's own (detect_system)."""
+    return load_system(name or detect_system())
+
+
 def load_system(name: str) -> SystemConfig:
     """SYSTEM as a name in configs/systems, or a path to a system file of its own (ending in .json)."""
     path = system_path(name)

@@ -203,9 +203,9 @@ def out_of_memory_at_warm_up(*args, **kwargs):
                                                   (out_of_memory_at_warm_up, "while warming up")])
 def test_out_of_memory_names_the_settings_to_lower(build_dir, features, tiny_random_model, monkeypatch,
                                                     create_backend, when):
-    from harness import run
+    from harness import build, run
 
-    monkeypatch.setattr(run, "create_backend", create_backend)
+    monkeypatch.setattr(build, "create_backend", create_backend)
     options = run.RunOptions(model=str(tiny_random_model), count="64", build_dir=build_dir, system="cpu")
     with pytest.raises(HarnessError, match=rf"failed {when}: .*out of memory.*lower max_tokens \(none set\) or "
                                            r"batch_size \(8\) in configs/systems/cpu.json, or give BATCH_SIZE="):

@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 import pytest
 
-from harness.run import ResolvedRun
+from harness.resolved_run import ResolvedRun
 from harness.run_config import RunConfig, RunOptions
 from harness.run_folders import configuration_name
 
