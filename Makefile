@@ -81,7 +81,7 @@ download: $(ENV)
 scale: $(ENV)
 	$(PYTHON) -m benchmarks.scale $(ARGS_scale)
 
-# A grid of batch sizes x token budgets x precisions x backends (benchmarks/sweep.py); lists in quotes.
+# A grid of batch sizes x token budgets x precisions x backends (benchmarks/sweep/); lists in quotes.
 sweep: $(ENV)
 	$(PYTHON) -m benchmarks.sweep $(ARGS_sweep)
 

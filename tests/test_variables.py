@@ -15,7 +15,8 @@ COMMANDS = {  # make target -> (module with parser(), subcommand)
     "perf": ("harness.__main__", "perf"), "accuracy": ("harness.__main__", "accuracy"),
     "compliance": ("harness.__main__", "compliance"), "features": ("harness.__main__", "features"),
     "download": ("harness.__main__", "download"), "submission": ("submission.__main__", None),
-    "scale": ("benchmarks.scale", None), "sweep": ("benchmarks.sweep", None), "bench": ("benchmarks.bench", None),
+    "scale": ("benchmarks.scale", None), "sweep": ("benchmarks.sweep.__main__", None),
+    "bench": ("benchmarks.bench", None),
     "profile": ("benchmarks.batch_profile", None), "train": ("train.__main__", None),
     "train-compare": ("benchmarks.train_compare", None), "train-bench": ("benchmarks.train_trainer", None),
     "device-check": ("benchmarks.device_check", None),
@@ -24,7 +25,7 @@ COMMANDS = {  # make target -> (module with parser(), subcommand)
 
 def command_parser(target: str) -> argparse.ArgumentParser:
     module, subcommand = COMMANDS[target]
-    parser = getattr(importlib.import_module(module), "run_parser" if target == "sweep" else "parser")()
+    parser = importlib.import_module(module).parser()
     if subcommand:
         parser = next(action for action in parser._actions
                       if isinstance(action, argparse._SubParsersAction)).choices[subcommand]
