@@ -59,7 +59,7 @@ MUTATIONS = {
                                       "backend.pre_tokenizer", f"{POST_TESTS} tests/test_reference_parity.py"),
     "bert-99 verdict": ("accuracy/evaluate.py", 'verdict = "PASS" if self.f1 >= target else "FAIL"',
                         'verdict = "PASS"', POST_TESTS),
-    "COUNT=full gives the default": ("harness/run.py", 'if count == "full":\n        return None',
+    "COUNT=full gives the default": ("harness/run_config.py", 'if count == "full":\n        return None',
                                      'if count == "full":\n        return default', "tests/test_run.py -k count_full"),
     "bf16 on CPU in fp32": ("sut/pytorch_backend.py",
                             'dtype = CPU_FP8_DTYPE if precision == "fp8" and self.device.type == "cpu"',
