@@ -11,7 +11,7 @@ import numpy as np
 from accuracy.loadgen_log import file_sha256, read_accuracy_log
 from accuracy.postprocess import NO_ANSWER, predictions
 from accuracy.squad_v1_1 import score
-from qsl.cache import save_atomically
+from common.files import save_atomically
 from qsl.dataset import SHIPPED_VOCAB, load_dataset, read_examples
 from qsl.features import SquadFeatures
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from common.files import save_atomically
 from qsl.dataset import (
     DATASET_SHA256,
     SHIPPED_DATASET,
@@ -34,22 +33,6 @@ def cache_key(dataset_sha256: str, vocab_sha256: str, featurisation: Featurisati
 
 def features_path(build_dir: Path, featurisation: Featurisation = MLPERF) -> Path:
     return build_dir / "data" / featurisation.cache_name
-
-
-def save_atomically(write: Callable[[str], object], path: Path) -> Path:
-    """`write(name)` into a temporary file renamed to `path` once complete: no reader ever sees half a file.
-
-    The temporary name is this process's own (keeping the suffix, which np.savez insists on): jobs started
-    together on a cluster, each building the same cache, no longer write into one file and crash on rename.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.stem}.{os.getpid()}.partial{path.suffix}")
-    try:
-        write(str(temporary))
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
 
 
 def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import HarnessError
-from qsl.cache import save_atomically
+from common.files import save_atomically
 from sut.models import LoadedModel
 
 OPSET = 17

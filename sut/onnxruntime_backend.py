@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import HarnessError
-from qsl.cache import save_atomically
+from common.files import save_atomically
 from sut.backend import Backend, parse_options
 from sut.models import LoadedModel
 from sut.onnx_model import (

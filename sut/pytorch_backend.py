@@ -25,10 +25,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from accuracy.loadgen_log import PAD_LOGIT
 from common.errors import HarnessError
 from qsl.calibration import calibration_indices
-from qsl.features import MAX_SEQ_LENGTH, SquadFeatures
+from qsl.features import MAX_SEQ_LENGTH, PAD_LOGIT, SquadFeatures
 from sut.backend import Backend, parse_options
 from sut.batching import batch_inputs
 from sut.cuda_graphs import GraphedEncoder, graph_shape

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from common.errors import HarnessError
-from qsl.cache import save_atomically
+from common.files import save_atomically
 from qsl.features import MAX_SEQ_LENGTH
 from sut.backend import Backend, parse_options
 from sut.models import LoadedModel

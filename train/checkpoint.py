@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from common.errors import HarnessError
-from qsl.cache import save_atomically
+from common.files import save_atomically
 
 
 def checkpoints_dir(run_dir: Path) -> Path:
