@@ -12,6 +12,8 @@ from collections.abc import Callable
 import numpy as np
 
 from common.errors import HarnessError
+from qsl.features import ModelInputs
+from sut.batching import batch_inputs
 from sut.stages import StageTimes, stage
 
 BACKENDS = {  # BACKEND= name -> (module, class); imported only when chosen, so extras stay optional
@@ -28,7 +30,6 @@ class Backend:
     input_data_type = "int32"  # what the model is fed, int32 or int64: a submission's measurements.json says it
     option_types: dict[str, type] = {}  # the BACKEND_OPTIONS keys it takes, checked before the model is built
     takes_onnx = False  # MODEL may be an .onnx file; a PyTorch model is exported for it
-    takes_rows = False  # submit_rows(sample indices) instead of arrays: the batch is built where it runs
     window = 2  # batches the SUT submits before it waits for the oldest
     parallelism = 1  # batches that run at once: the SUT cuts a query into enough for all of them
     stages: StageTimes | None = None  # a sweep's per-stage timing (sut/stages.py); off for runs
@@ -45,9 +46,13 @@ class Backend:
             logits = self.predict(input_ids, input_mask, segment_ids)
         return lambda: logits
 
-    def submit_rows(self, rows: np.ndarray) -> Callable[[], np.ndarray]:
-        """With takes_rows: the batch of these sample indices, built where it runs (sut/workers.py)."""
-        raise NotImplementedError
+    def submit_rows(self, features: ModelInputs, rows: np.ndarray) -> Callable[[], np.ndarray]:
+        """The batch of these samples, as the SUT asks for it: here cut from the features and padded only to
+        the batch's longest (sut/batching.py); a pool of workers (sut/workers.py) sends the indices instead, and
+        the batch is built where it runs."""
+        with stage(self.stages, "host_batch"):
+            arrays = batch_inputs(features, rows)
+        return self.submit(*arrays)
 
     def check(self) -> BaseException | None:
         """A failure that came between batches (a lost rank), polled while LoadGen runs."""

@@ -17,34 +17,20 @@ from tqdm import tqdm
 
 from qsl.features import PAD_LOGIT, ModelInputs
 from sut.backend import Backend
-from sut.batching import PAD_MULTIPLE, batch_inputs, plan_batches
+from sut.batching import plan_batches
 from sut.stages import StageTimes, stage
 
 PROGRESS_MIN_SAMPLES = 1000  # a query this large (Offline) gets a progress bar
 BATCHES_PER_WORKER = 16  # at least, in a query dealt to a pool of workers: the tail is then a 16th of each one's work
 
 
-def submit_batch(backend: Backend, features: ModelInputs, rows: np.ndarray, pad_multiple: int = PAD_MULTIPLE,
-                 stages: StageTimes | None = None) -> Callable[[], np.ndarray]:
-    """One batch as the SUT gives it to a backend: a call that waits for its logits (make sweep's direct mode too).
-
-    A backend that takes rows (sut/workers.py) takes the sample indices and has the batch built where it runs.
-    """
-    if backend.takes_rows:
-        return backend.submit_rows(rows)
-    with stage(stages, "host_batch"):
-        arrays = batch_inputs(features, rows, pad_multiple)
-    return backend.submit(*arrays)
-
-
 class SUT:
     def __init__(self, backend: Backend, features: ModelInputs, max_batch_size: int,
-                 max_tokens: int | None = None, pad_multiple: int = PAD_MULTIPLE):
+                 max_tokens: int | None = None):
         self.backend = backend
         self.features = features
         self.max_batch_size = max_batch_size
         self.max_tokens = max_tokens
-        self.pad_multiple = pad_multiple
         self.samples_done = 0
         self.error: BaseException | None = None
         self.stages: StageTimes | None = None  # a sweep's per-stage timing (sut/stages.py); off for runs
@@ -126,7 +112,7 @@ class SUT:
         if self.error is not None:  # after a failure, answer empty so LoadGen can finish and report
             return None
         try:
-            return submit_batch(self.backend, self.features, sample_indices, self.pad_multiple, self.stages)
+            return self.backend.submit_rows(self.features, sample_indices)
         except BaseException as error:  # noqa: BLE001 - re-raised by the runner after LoadGen stops
             self.error = error
             return None

@@ -56,10 +56,8 @@ class LocalWorker:
     """Rank 0's own backend, run in a thread of its own so rank 0 keeps dealing while it computes."""
 
     def __init__(self, backend, features: ModelInputs, peer: Peer):
-        from sut.sut import submit_batch
-
         self.peer, self.outstanding_batches, self.outstanding_tokens, self.tokens_dealt = peer, 0, 0, 0
-        self._submit = lambda rows: submit_batch(backend, features, rows)()
+        self._submit = lambda rows: backend.submit_rows(features, rows)()
         self._queue: queue.Queue[tuple[np.ndarray, Future] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._serve, name="local-worker", daemon=True)
         self._thread.start()
@@ -168,10 +166,8 @@ class WorkerPool(Backend):
     """The backend rank 0's SUT uses under WORKERS=N; it takes sample indices (submit_rows), not arrays."""
 
     name = "workers"
-    takes_rows = True
 
     def __init__(self, local_backend, features: ModelInputs, peers: list[Peer], timeout_s: float):
-        self.features = features
         self.workers: list[LocalWorker | RemoteWorker] = []
         if local_backend is not None:
             self.workers.append(LocalWorker(local_backend, features, peers[0]))
@@ -180,8 +176,8 @@ class WorkerPool(Backend):
         self.parallelism = len(self.workers)  # the SUT cuts a query into enough batches for all of them
         self._free = threading.Condition()
 
-    def submit_rows(self, rows: np.ndarray) -> Callable[[], np.ndarray]:
-        tokens = int(self.features.lengths[rows].sum())
+    def submit_rows(self, features: ModelInputs, rows: np.ndarray) -> Callable[[], np.ndarray]:
+        tokens = int(features.lengths[rows].sum())
         with self._free:
             while not (idle := [worker for worker in self.workers if worker.outstanding_batches < DEPTH]):
                 self._free.wait()
@@ -213,8 +209,6 @@ class WorkerPool(Backend):
 
 def serve(backend, features: ModelInputs) -> int:
     """A worker rank: compute the batches rank 0 sends until it says stop; the number of batches served."""
-    from sut.sut import submit_batch
-
     served = 0
     while True:
         header = torch.empty(3, dtype=torch.int64)
@@ -225,7 +219,7 @@ def serve(backend, features: ModelInputs) -> int:
         rows = torch.empty(count, dtype=torch.int64)
         dist.recv(rows, src=0)
         try:
-            logits = np.ascontiguousarray(submit_batch(backend, features, rows.numpy())(), np.float32)
+            logits = np.ascontiguousarray(backend.submit_rows(features, rows.numpy())(), np.float32)
         except Exception as error:  # noqa: BLE001 - sent to rank 0, which ends the run with it
             text = torch.frombuffer(bytearray(repr(error).encode()[:2000]), dtype=torch.uint8)
             dist.send(torch.tensor([FAILED, batch_id, len(text)], dtype=torch.int64), dst=0)

@@ -54,7 +54,7 @@ def rank_main(rank: int, world: int, port: int, backends: list, results, feature
         dist.destroy_process_group()
         return
     pool = WorkerPool(backends[0], features, [Peer(index, "localhost", "cpu") for index in range(world)], 20.0)
-    waits = [(rows, pool.submit_rows(rows)) for rows in plan_batches(features.lengths, 8)]
+    waits = [(rows, pool.submit_rows(features, rows)) for rows in plan_batches(features.lengths, 8)]
     answers, errors = {}, []
     for rows, wait in waits:
         try:

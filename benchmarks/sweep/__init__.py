@@ -5,7 +5,7 @@
         [--model M | --shape S] [--device D] [--system S] [--count N] [--data ... --seq-len ...]
     python -m benchmarks.sweep plot build/sweeps/<name>/results.jsonl
 
-direct: the backend over the samples in the SUT's own batches (sut.sut.submit_batch), no LoadGen; one
+direct: the backend over the samples in the SUT's own batches (Backend.submit_rows), no LoadGen; one
 row per point. loadgen: a quick Offline and a quick SingleStream LoadGen run per point; a row each.
 Every point runs in a process of its own: LoadGen allows one run per process, and a point that runs out
 of memory takes only itself down (its row says so). Rows are appended to build/sweeps/<name>/results.jsonl

@@ -1,7 +1,7 @@
 """One point of a sweep, measured in a process of its own: `python -m benchmarks.sweep.point`, one JSON row
 on stdout behind ROW.
 
-direct: the backend over the samples in the SUT's own batches (sut.sut.submit_batch), no LoadGen.
+direct: the backend over the samples in the SUT's own batches (Backend.submit_rows), no LoadGen.
 loadgen: a quick LoadGen run of one scenario, its logs under the sweep's folder.
 """
 
@@ -65,7 +65,6 @@ def direct_row(args: argparse.Namespace) -> dict:
     from harness.run_config import RunConfig, RunOptions
     from sut.batching import plan_batches
     from sut.stages import StageTimes
-    from sut.sut import submit_batch
 
     config = RunConfig.from_options(RunOptions.from_args(args, scenario="Offline"), accuracy=False)
     built = build_run(config, log=quiet)
@@ -75,11 +74,11 @@ def direct_row(args: argparse.Namespace) -> dict:
     subset = np.arange(count)
     batches = [subset[rows] for rows in plan_batches(features.lengths[subset], args.batch_size, max_tokens)]
 
-    def one_pass(stages=None) -> list[float]:
+    def one_pass() -> list[float]:
         latencies = []
         for rows in batches:
             started = time.perf_counter()
-            submit_batch(backend, features, rows, stages=stages)()
+            backend.submit_rows(features, rows)()
             latencies.append(time.perf_counter() - started)
         return latencies
 
@@ -94,7 +93,7 @@ def direct_row(args: argparse.Namespace) -> dict:
     synchronize = (lambda: torch.cuda.synchronize(device)) if device.startswith("cuda") else None
     stages = StageTimes(synchronize)
     backend.stages = stages
-    one_pass(stages)
+    one_pass()
     return {"backend": args.backend, "precision": args.precision, "device": device, "batch_size": args.batch_size,
             "max_tokens": max_tokens, "scenario": "direct", "status": "ok", "model": model.name,
             "samples": count, "batches": len(batches), "samples_per_second": count / reading.seconds,
