@@ -178,6 +178,18 @@ class Selection:
     notes: list[str]  # a better earlier run chosen over a newer one, and the like
 
 
+def names_model(info: dict, model: str) -> bool:
+    """MODEL as a run's model name (its folder under BUILD/logs), or as the path make perf was given: the SCC
+    flow passes the same MODEL= to every step."""
+    if info["model_name"] == model:
+        return True
+    given = Path(model).expanduser()
+    if info.get("model_is_random") or not given.exists():
+        return False
+    source = (Path(info["working_directory"]) / info["model_source"]).resolve()
+    return given.resolve() in (source, source.parent)  # a checkpoint's folder names the model.pytorch in it
+
+
 def find_runs(build_dir: Path, model: str | None = None, backend: str | None = None,
               precision: str | None = None) -> Selection:
     """Scenarios with both a performance and an accuracy run of one model, backend and configuration.
@@ -188,11 +200,13 @@ def find_runs(build_dir: Path, model: str | None = None, backend: str | None = N
     logs = build_dir / "logs"
     candidates: dict[tuple[str, str, str], str] = {}  # (model, backend, configuration) -> newest end time
     other_data = False  # runs on generated data or another featurisation: never part of a submission
+    seen: set[str] = set()  # models with runs here, named when none is the one asked for
     for info_path in logs.glob("*/*/*/*/*/**/run_info.json"):
         info = _read_info(info_path.parent)
+        seen.add(info["model_name"])
         if (info["data"], info["seq_len"], info["doc_stride"]) != ("squad", MAX_SEQ_LENGTH, DOC_STRIDE):
             other_data = True
-        elif (model is None or info["model_name"] == model) and (backend is None or info["backend"] == backend) \
+        elif (model is None or names_model(info, model)) and (backend is None or info["backend"] == backend) \
                 and (precision is None or info["precision"] == precision):
             key = (info["model_name"], info["backend"], info["configuration"])
             candidates[key] = max(candidates.get(key, ""), info.get("end_utc", ""))
@@ -203,7 +217,8 @@ def find_runs(build_dir: Path, model: str | None = None, backend: str | None = N
     if not candidates:
         wanted = " ".join(f"{name}={value}" for name, value in (("MODEL", model), ("BACKEND", backend),
                                                                 ("PRECISION", precision)) if value)
-        raise HarnessError(f"no runs found under {logs}{' for ' + wanted if wanted else ''}; "
+        there = f" (its runs are of MODEL={', '.join(sorted(seen))})" if seen and model else ""
+        raise HarnessError(f"no runs found under {logs}{' for ' + wanted if wanted else ''}{there}; "
                            "run `make perf` and `make accuracy` first")
     newest_first = sorted(candidates, key=candidates.get, reverse=True)
     newest = "/".join(newest_first[0])

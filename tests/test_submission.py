@@ -502,3 +502,17 @@ def test_the_summary_calls_compliant_only_full_valid_runs(tmp_path):
     assert noncompliance(runs(full_invalid, {"count": None})) == "LoadGen INVALID"
     assert noncompliance(runs({"count": 64, "loadgen_result": "VALID"}, {"count": 24})) == \
         "performance COUNT=64, accuracy COUNT=24"
+
+
+def test_model_may_be_given_as_the_path_the_runs_were_made_with(runs_dir, small_model, tmp_path):
+    """The SCC flow passes the same MODEL= to make perf, make accuracy and make submission (make all does too)."""
+    from common.errors import HarnessError
+    from harness.finished_runs import find_runs
+
+    by_name = find_runs(runs_dir, small_model.name)
+    by_path = find_runs(runs_dir, str(small_model))
+    assert [runs.scenario for runs in by_path.runs] == [runs.scenario for runs in by_name.runs] != []
+    other = tmp_path / "other-model"
+    other.mkdir()
+    with pytest.raises(HarnessError, match=rf"for MODEL={other} \(its runs are of MODEL={small_model.name}\)"):
+        find_runs(runs_dir, str(other))
