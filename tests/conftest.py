@@ -28,6 +28,12 @@ def build_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("build")
 
 
+@pytest.fixture(scope="module")
+def train_build(tmp_path_factory) -> Path:
+    """One build folder per training test module: its training features are made once."""
+    return tmp_path_factory.mktemp("train-build")
+
+
 @pytest.fixture(scope="session")
 def features(build_dir):
     from qsl.cache import load_features

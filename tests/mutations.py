@@ -28,6 +28,7 @@ RULES = "tests/test_check_rules.py"
 POST = "accuracy/postprocess.py"
 POST_TESTS = "tests/test_postprocess.py"
 TRAIN_TESTS = "tests/test_train.py"
+PARALLEL_TRAIN_TESTS = "tests/test_train_parallel.py"
 
 # name: (file, code as it is, code broken, tests that must fail)
 MUTATIONS = {
@@ -77,23 +78,24 @@ MUTATIONS = {
     "answer span not narrowed": ("train/data.py", "            if doc_ids[new_start:new_end + 1].tolist() == wanted:",
                                  "            if False:", f"{TRAIN_TESTS} -k equal_the_references"),
     "pipeline microbatch losses summed": ("train/parallel.py", "* (self.factor / self.microbatches)",
-                                          "* self.factor", f"{TRAIN_TESTS} -k single_process_curve"),
+                                          "* self.factor", f"{PARALLEL_TRAIN_TESTS} -k single_process_curve"),
     "DDP loss not averaged over ranks": ("train/parallel.py", "last_slice) / self.world", "last_slice)",
-                                         f"{TRAIN_TESTS} -k single_process_curve"),
+                                         f"{PARALLEL_TRAIN_TESTS} -k single_process_curve"),
     "DDP gradients not synchronised": ("train/parallel.py", "with nullcontext() if last_slice else",
                                        "with self.module.no_sync() if True else",
-                                       f"{TRAIN_TESTS} -k single_process_curve"),
+                                       f"{PARALLEL_TRAIN_TESTS} -k single_process_curve"),
     "padding in the loss": ("train/model.py", "return logits.masked_fill(input_mask[..., None] == 0, PAD_LOGIT)",
-                            "return logits", f"{TRAIN_TESTS} -k single_process_curve"),
+                            "return logits", f"{PARALLEL_TRAIN_TESTS} -k single_process_curve"),
     "dropout not reseeded per step": ("train/loop.py", "torch.manual_seed(config.seed * 1_000_003 + self.step",
-                                      "int(config.seed * 1_000_003 + self.step", f"{TRAIN_TESTS} -k killed_run"),
+                                      "int(config.seed * 1_000_003 + self.step",
+                                      f"{PARALLEL_TRAIN_TESTS} -k killed_run"),
     "scheduler not restored": ("train/loop.py", '        self.scheduler.load_state_dict(part["scheduler"])\n', "",
-                               f"{TRAIN_TESTS} -k killed_run"),
+                               f"{PARALLEL_TRAIN_TESTS} -k killed_run"),
     "rows past the checkpoint kept": ("train/loop.py", 'rows = [row for row in rows if row["step"] <= step]',
-                                      "rows = rows", f"{TRAIN_TESTS} -k killed_run"),
+                                      "rows = rows", f"{PARALLEL_TRAIN_TESTS} -k killed_run"),
     "Ctrl-C not shared by the ranks": ("train/loop.py", "self.engine.reduce_sum([loss, float(interrupted())])",
                                        "[self.engine.reduce_sum([loss])[0], float(interrupted())]",
-                                       f"{TRAIN_TESTS} -k ctrl_c"),
+                                       f"{PARALLEL_TRAIN_TESTS} -k ctrl_c"),
 }
 
 

@@ -1,5 +1,5 @@
-"""Fine-tuning (train/): answer labels as the reference makes them, every PARALLEL on one loss curve, resume
-after a kill or Ctrl-C, a trained model that `make accuracy` scores, the comparison, the SLURM job, bad input."""
+"""Fine-tuning (train/): answer labels as the reference makes them, a trained model that `make accuracy` scores,
+the comparison, bad input. The runs over several processes are in tests/test_train_parallel.py."""
 
 from __future__ import annotations
 
@@ -7,45 +7,20 @@ import hashlib
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from common.errors import HarnessError
 from tests.conftest import REPO, cli_environment, run_cli
+from tests.training_runs import TINY, rows, train
 
 # The reference's own training features (create_squad_data.py, is_training=True; mlcommons/inference b66003e1,
 # transformers 5.24) for the even-indexed dev articles with each question's first answer: 5,455 features.
 REFERENCE_INPUT_IDS_SHA256 = "ea528900ae8ca264050db9457cfd8de8a5c3f5227f3608b315fcf2d2e977ad95"
 REFERENCE_POSITIONS_SHA256 = "fcd6f1be624fe7b690e89047ed56a14242ab075fa393161ba05d482e747cfb6d"
-TINY = ["--shape", "tiny", "--seq-len", "128", "--batch-size", "8", "--val-questions", "20"]
-
-
-@pytest.fixture(scope="module")
-def train_build(tmp_path_factory) -> Path:
-    """One build folder for the module: the training features are made once."""
-    return tmp_path_factory.mktemp("train-build")
-
-
-def train(build: Path, *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = run_cli("train", *arguments, "--build-dir", str(build), cwd=REPO)
-    if check:
-        assert result.returncode == 0, result.stderr[-3000:]
-    return result
-
-
-def rows(build: Path, run: str, name: str = "steps") -> list[dict]:
-    path = build / "train" / run / f"{name}.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def losses(build: Path, run: str) -> list[float]:
-    return [row["loss"] for row in rows(build, run)]
 
 
 # -- labels -------------------------------------------------------------------------------------------------------
@@ -256,96 +231,15 @@ def test_resume_needs_a_run_and_a_new_run_refuses_an_old_folder(monkeypatch, tmp
 # -- whole runs ---------------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_ddp_and_pipelines_draw_the_single_process_curve(train_build):
-    """Same seed, data and global batch, dropout 0: the same losses step by step, the same trained model."""
-    common = [*TINY, "--steps", "4", "--dropout", "0"]
-    layouts = {"single": [], "ddp": ["--parallel", "ddp", "--workers", "2"],
-               "ddp-accumulate": ["--parallel", "ddp", "--workers", "2", "--accumulate", "2"],
-               "pipeline-1f1b": ["--parallel", "pipeline", "--stages", "2"],
-               "pipeline-gpipe": ["--parallel", "pipeline", "--stages", "2", "--schedule", "gpipe",
-                                  "--microbatches", "2"]}
-    for name, layout in layouts.items():
-        train(train_build, *common, *layout, "--run", f"curve-{name}")
-    single = losses(train_build, "curve-single")
-    assert len(single) == 4 and single[-1] < single[0]
-    summaries = {name: json.loads((train_build / "train" / f"curve-{name}" / "summary.json").read_text())
-                 for name in layouts}
-    for name in layouts:
-        assert losses(train_build, f"curve-{name}") == pytest.approx(single, rel=1e-5, abs=1e-6), name
-        assert summaries[name]["validation_loss"] == pytest.approx(summaries["single"]["validation_loss"], rel=1e-5)
-    assert summaries["pipeline-1f1b"]["workers"] == 2 and summaries["pipeline-gpipe"]["schedule"] == "gpipe"
-    from safetensors.torch import load_file
-
-    merged = load_file(train_build / "train" / "curve-pipeline-1f1b" / "model" / "model.safetensors")
-    whole = load_file(train_build / "train" / "curve-single" / "model" / "model.safetensors")
-    assert merged.keys() == whole.keys()  # every stage's weights, under the full model's names
-    # Adam moves a weight by up to lr per step whatever the gradient's size: rounding can flip a tiny one's sign
-    assert all(np.allclose(merged[key].numpy(), whole[key].numpy(), atol=4 * 5e-5) for key in whole)
-
-
-def wait_for_steps(build: Path, run: str, count: int, process: subprocess.Popen) -> None:
-    path = build / "train" / run / "steps.jsonl"
-    deadline = time.monotonic() + 300
-    while not (path.is_file() and len(path.read_text().splitlines()) >= count):
-        assert process.poll() is None, process.communicate()[1][-3000:]
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-
-
-def start(build: Path, *arguments: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "train", *arguments, "--build-dir", str(build)], cwd=REPO,
-                            env=cli_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-@pytest.mark.slow
-def test_a_killed_run_resumes_on_the_same_curve(train_build):
-    """Dropout on (its masks come from the step's seed): killed with SIGKILL, resumed from the last checkpoint."""
-    common = [*TINY, "--seq-len", "256", "--steps", "12", "--checkpoint-every", "3"]
-    train(train_build, *common, "--run", "whole")
-    process = start(train_build, *common, "--run", "killed")
-    wait_for_steps(train_build, "killed", 7, process)
-    process.kill()
-    process.wait()
-    assert len(rows(train_build, "killed")) >= 7  # more rows than the checkpoint has: they are dropped and redone
-    changed = train(train_build, *common, "--lr", "1e-3", "--run", "killed", "--resume", check=False)
-    assert changed.returncode == 2 and "these differ: LR=5e-05 then, 0.001 now" in changed.stderr
-    resumed = train(train_build, *common, "--run", "killed", "--resume")
-    assert "resuming killed at step 6 of 12" in resumed.stdout or "resuming killed at step 9 of 12" in resumed.stdout
-    assert losses(train_build, "killed") == losses(train_build, "whole")
-    assert [row["loss"] for row in rows(train_build, "killed", "evals")] == \
-        [row["loss"] for row in rows(train_build, "whole", "evals")]
-
-
-@pytest.mark.slow
-def test_ctrl_c_stops_a_pipeline_with_a_checkpoint_and_resume_finishes_it(train_build):
-    common = [*TINY, "--seq-len", "256", "--steps", "10", "--checkpoint-every", "0", "--parallel", "pipeline"]
-    train(train_build, *common, "--run", "pipeline-whole")
-    process = start(train_build, *common, "--run", "pipeline-stopped")
-    wait_for_steps(train_build, "pipeline-stopped", 3, process)
-    process.send_signal(signal.SIGINT)  # rank 0 alone: it tells the other stage
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr[-3000:]
-    from train.checkpoint import checkpoints_dir, latest_step
-
-    stopped_at = latest_step(train_build / "train" / "pipeline-stopped")
-    assert 3 <= stopped_at < 10 and len(rows(train_build, "pipeline-stopped")) == stopped_at
-    assert sorted(path.name for path in (checkpoints_dir(train_build / "train" / "pipeline-stopped")
-                                         / f"step-{stopped_at}").iterdir()) == ["rank-0.pt", "rank-1.pt"]
-    train(train_build, *common, "--run", "pipeline-stopped", "--resume")
-    assert losses(train_build, "pipeline-stopped") == pytest.approx(losses(train_build, "pipeline-whole"), rel=1e-6)
-    again = train(train_build, *common, "--run", "pipeline-stopped", "--resume")
-    assert "finished all 10 steps before: nothing to resume" in again.stdout
-
-
-@pytest.mark.slow
 def test_fine_tuning_a_pretrained_encoder_lowers_the_validation_loss(train_build, small_model, tmp_path):
     """The small model's encoder alone (as bert-base-uncased comes): a new head, trained for a few steps."""
     from transformers import BertModel
 
     encoder = tmp_path / "encoder"
     BertModel.from_pretrained(small_model).save_pretrained(encoder)
-    result = train(train_build, "--model", str(encoder), "--steps", "12", "--batch-size", "8", "--lr", "2e-4",
-                   "--warmup", "0", "--eval-every", "12", "--val-questions", "60", "--run", "from-encoder")
+    result = train(train_build, "--model", str(encoder), "--seq-len", "128", "--steps", "12", "--batch-size", "8",
+                   "--lr", "2e-4", "--warmup", "0", "--eval-every", "12", "--val-questions", "30",
+                   "--run", "from-encoder")
     assert "no question-answering head, so a new one starts from random weights" in result.stdout
     evaluations = rows(train_build, "from-encoder", "evals")
     assert [row["step"] for row in evaluations] == [0, 12]
@@ -389,22 +283,3 @@ def test_train_compare_tables_and_plots_every_configuration(train_build):
     assert again.returncode == 0 and again.stdout.count("finished before, reusing") == 3
 
 
-@pytest.mark.slow
-def test_slurm_training_job_stops_with_a_checkpoint_and_resumes(train_build):
-    environment = {**cli_environment(), "SLURM_SUBMIT_DIR": str(REPO), "SLURM_GPUS_ON_NODE": "0",
-                   "PYTHON": sys.executable, "BUILD": str(train_build), "SHAPE": "tiny", "SEQ_LEN": "256",
-                   "BATCH_SIZE": "8", "STEPS": "40", "VAL_QUESTIONS": "20", "DEVICE": "cpu", "RUN": "slurm"}
-    job = subprocess.Popen(["bash", "slurm/train.sbatch"], cwd=REPO, env=environment, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True, start_new_session=True)  # as slurmstepd starts it
-    wait_for_steps(train_build, "slurm", 3, job)
-    job.send_signal(signal.SIGINT)  # what #SBATCH --signal=B:INT@120 sends before the time limit
-    output, _ = job.communicate(timeout=120)
-    assert job.returncode == 130, output[-3000:]
-    assert "RESUME=1 sbatch slurm/train.sbatch" in output
-    run = json.loads((train_build / "train" / "slurm" / "run.json").read_text())
-    assert run["config"]["parallel"] == "ddp" and run["config"]["workers"] == 2  # the job's defaults on CPUs
-    finished = subprocess.run(["bash", "slurm/train.sbatch"], cwd=REPO, env={**environment, "RESUME": "1"},
-                              capture_output=True, text=True, timeout=600, start_new_session=True)
-    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
-    assert len(rows(train_build, "slurm")) == 40
-    assert (train_build / "train" / "slurm" / "model" / "model.safetensors").is_file()

@@ -192,14 +192,14 @@ def test_two_workers_from_the_command_line(tmp_path, build_dir, features, small_
         assert result.returncode == 0 and "LoadGen result: VALID" in result.stdout, result.stdout[-3000:]
     logs = {}
     for workers in ("1", "2"):
-        result = run_cli("harness", "accuracy", "--model", str(small_model), "--workers", workers, "--count", "120",
+        result = run_cli("harness", "accuracy", "--model", str(small_model), "--workers", workers, "--count", "48",
                          "--build-dir", str(build_dir), cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-2000:]
         configuration = "fp32-cpu" if workers == "1" else "fp32-cpu-workers2"
         log = build_dir / "logs" / small_model.name / "pytorch" / configuration / "Offline" / "accuracy"
         logs[workers] = {entry["qsl_idx"]: entry["data"]
                          for entry in json.loads((log / "mlperf_log_accuracy.json").read_text())}
-    assert logs["1"] == logs["2"] and len(logs["2"]) == 120
+    assert logs["1"] == logs["2"] and len(logs["2"]) == 48
     info = json.loads((build_dir / "logs" / small_model.name / "pytorch" / "fp32-cpu-workers2" / "Offline" /
                        "accuracy" / "run_info.json").read_text())
     assert info["workers"] == 2 and info["nodes"] == 1 and len(info["devices"]) == 2
@@ -207,9 +207,11 @@ def test_two_workers_from_the_command_line(tmp_path, build_dir, features, small_
 
 def test_server_quick_run_with_two_workers(tmp_path, build_dir, features):
     system = tmp_path / "fast-server.json"
+    # A latency bound of 1 s: the test is two ranks serving LoadGen's Server schedule to a VALID end, not how
+    # fast a 2-core CI machine shared with other tests answers (at bert's 130 ms, p99 went over there once).
     system.write_text(json.dumps({"description": "Server at 50 queries/s", "device": "cpu", "precision": "fp32",
                                   "batch_size": 8, "max_tokens": None, "default_count": 64,
-                                  "loadgen": {"Server": {"target_qps": 50}}}))
+                                  "loadgen": {"Server": {"target_qps": 50, "target_latency": 1000}}}))
     result = run_cli("harness", "perf", "--scenario", "Server", "--shape", "tiny", "--workers", "2", "--system",
                      str(system), "--count", "600", "--build-dir", str(build_dir), cwd=tmp_path)
     assert result.returncode == 0 and "LoadGen result: VALID" in result.stdout, result.stdout[-3000:]
