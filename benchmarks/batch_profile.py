@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from benchmarks.bench import record
-from benchmarks.cpu import cpu_name
 from common.cli import ArgumentParser, run_main
+from common.cpu import cpu_name
 from common.variables import add_variables
 
 CATEGORIES = (  # first match wins; names as CUDA kernels and CPU operators are called

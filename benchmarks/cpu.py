@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.timing import Row, measure, table, timed_passes
+from common.cpu import cpu_name, named_flags
 from common.errors import HarnessError
 
 SMALL_MODEL = Path(__file__).resolve().parents[2] / "shared" / "models" / "minilm-squad-devhalf"
@@ -22,15 +23,6 @@ CPU_ROWS = [  # (path label, backend, precision, options)
     ("ONNX Runtime, optimised, dynamic INT8", "onnxruntime", "int8", {}),
 ]
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def cpu_section(args, features, started: str, shape=None, source=None) -> list[str]:
@@ -57,7 +49,7 @@ def cpu_section(args, features, started: str, shape=None, source=None) -> list[s
         rows.append(Row(label, precision, f"batch {BATCH_SIZE}, length-sorted", SAMPLES, rate))
         print(f"  {label} {precision}: {rate:,.1f} samples/s", flush=True)
     lines = [f"## CPU, {model.name}, measured {started}", "",
-             f"- CPU: {cpu_name()}, {os.cpu_count()} logical cores; torch {torch.__version__} "
+             f"- CPU: {cpu_name()}, {os.cpu_count()} logical cores, {named_flags()}; torch {torch.__version__} "
              f"({torch.get_num_threads()} threads), ONNX Runtime {onnxruntime.__version__}, "
              f"Python {platform.python_version()}",
              f"- {SAMPLES} {'dev features' if source is None or source.is_mlperf else source.label.lstrip('-')} "

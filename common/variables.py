@@ -81,7 +81,8 @@ VARIABLES = (
     Variable("PRECISION", "pytorch: fp32, fp16, bf16, fp8; huggingface: fp32, fp16, bf16; onnxruntime: fp32, fp16 "
              "(GPU), int8 (CPU, dynamic); tensorrt: fp32, fp16, int8, fp8. Training: fp32, bf16, fp16.",
              "perf accuracy compliance submission scale profile train train-compare train-bench",
-             "the system file's (training: fp32)",
+             "the system file's: on a CPU, bf16 where it has AMX or AVX512-BF16 and the backend runs it, else fp32 "
+             "(configs/systems/cpu.json; the run's first line says which and why); training: fp32",
              notes={"compliance": "whose runs (default: the newest with both runs)",
                     "submission": "whose runs to package (default: the newest)"}),
     Variable("COUNT", "A quick, non-compliant run over the first N samples (its logs say NOT COMPLIANT); full "

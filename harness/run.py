@@ -128,7 +128,8 @@ def run_loadgen(built: BuiltRun, backend, work_dir: Path, resolved: ResolvedRun,
     log_settings.log_output.copy_summary_to_stdout = False  # printed below, once the progress bar is closed
     log_settings.enable_trace = config.options.enable_trace
     data = "" if config.source.is_mlperf else f", data {config.source.label.lstrip('-')}"
-    log(f"bert-99 {scenario} {resolved.mode}: backend {config.backend}, {config.device}, {config.precision}, model "
+    log(f"bert-99 {scenario} {resolved.mode}: backend {config.backend}, {config.device}, {config.precision} "
+        f"({config.precision_note}), model "
         f"{built.model.name}, system {config.system.name}, batch {config.batch_size}{data}, "
         f"{'COUNT=' + str(count) + ' (quick run, not compliant)' if count else 'full compliant settings'}")
     resolved.start_utc = utc_now()

@@ -15,7 +15,7 @@ from pathlib import Path
 from common.cli import backend_options
 from common.errors import HarnessError
 from common.values import whole_number
-from harness.settings import SystemConfig, check_scenario, chosen_system
+from harness.settings import SystemConfig, check_scenario, chosen_system, default_precision
 from qsl.samples import SampleSource, resolve_samples
 from sut.backend import BACKENDS, backend_class, parse_options
 
@@ -102,6 +102,7 @@ class RunConfig:
     worker_timeout_s: float
     source: SampleSource
     shape: object  # sut.models.BertShape, or None
+    precision_note: str = "as given"  # why this precision, in the run's header
 
     @classmethod
     def from_options(cls, options: RunOptions, accuracy: bool) -> RunConfig:
@@ -111,7 +112,8 @@ class RunConfig:
         backend = check_choice("BACKEND", options.backend, tuple(BACKENDS))
         system = chosen_system(options.system)
         device = resolve_device(options.device or system.device)
-        precision = options.precision or system.precision
+        precision, precision_note = ((options.precision, "as given") if options.precision else
+                                     default_precision(system, device, backend_class(backend).precisions))
         check_backend_settings(backend, precision, options.backend_options)
         workers = whole_number("WORKERS", options.workers, 1) or 1
         check_cores(workers, device, options.rank0_computes)
@@ -125,7 +127,7 @@ class RunConfig:
                    resolve_batch_size(options.batch_size, system.batch_size),
                    resolve_max_tokens(options.max_tokens, system.max_tokens), workers,
                    seconds("WORKER_TIMEOUT", options.worker_timeout, WORKER_TIMEOUT_S), source,
-                   parse_shape(options.shape) if options.shape else None)
+                   parse_shape(options.shape) if options.shape else None, precision_note)
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:

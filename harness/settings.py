@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.cpu import cpu_flags
 from common.errors import HarnessError
 from configs import SYSTEMS_DIR
 
@@ -24,6 +25,8 @@ class SystemConfig:
     default_count: int | None
     loadgen: dict[str, dict[str, float]]
     description: str = ""
+    # On a CPU: the first of these flags that /proc/cpuinfo lists gives the default precision (else `precision`).
+    precision_by_cpu_flag: dict[str, str] = field(default_factory=dict)
 
     @property
     def path(self) -> Path:
@@ -72,6 +75,15 @@ def chosen_system(name: str | None) -> SystemConfig:
     return load_system(name or detect_system())
 
 
+def default_precision(system: SystemConfig, device: str, supported: tuple[str, ...]) -> tuple[str, str]:
+    """The precision a run takes when PRECISION is not given, and why (for the run's header)."""
+    if device == "cpu":
+        for flag, precision in system.precision_by_cpu_flag.items():
+            if flag in cpu_flags() and precision in supported:
+                return precision, f"picked for this CPU's {flag}; PRECISION=fp32 for fp32"
+    return system.precision, f"system {system.name}'s default"
+
+
 def load_system(name: str) -> SystemConfig:
     """SYSTEM as a name in configs/systems, or a path to a system file of its own (ending in .json)."""
     path = system_path(name)
@@ -96,6 +108,9 @@ def system_file_problem(system: SystemConfig) -> str | None:
         value = getattr(system, key)
         if not ((value is None and allow_none) or (type(value) is int and value >= 1)):
             return f"{key} must be a whole number of at least 1{' or null' if allow_none else ''}, not {value!r}"
+    by_flag = system.precision_by_cpu_flag
+    if not (isinstance(by_flag, dict) and all(isinstance(value, str) for value in by_flag.values())):
+        return f"precision_by_cpu_flag must map CPU flags to precisions, not {by_flag!r}"
     if not isinstance(system.loadgen, dict):
         return "loadgen must map scenarios to LoadGen settings"
     for scenario, values in system.loadgen.items():

@@ -11,6 +11,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from common.cpu import named_flags
 from common.errors import HarnessError
 from configs import CONFIG_DIR
 
@@ -182,7 +183,7 @@ def machine_description(division: str, submitter: str, system_name: str, setting
         "other_software_stack": (f"Python {platform.python_version()}, mlcommons-loadgen "
                                  f"{_version('mlcommons-loadgen')}, numpy {_version('numpy')}, "
                                  f"onnxruntime {_version('onnxruntime')}, CUDA {cuda}, NVIDIA driver {driver}"),
-        "hw_notes": "",
+        "hw_notes": f"CPU extensions: {named_flags()}",  # what decided the CPU precision (configs/systems/cpu.json)
         "sw_notes": "bert99-harness (MLPerf Inference bert-99 in Python)",
     }
     description.update(settings.get("system", {}))

@@ -16,6 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("BERT99_SHARED", REPO.parent / "shared"))
 SMALL_MODEL = SHARED / "models" / "minilm-squad-devhalf"
 MIXED_ROWS = [0, 3, 17, 100, 2000, 5000, 7000, 9999, 10832]  # dev features of many different lengths
+# The same default precision on every CI machine (fp32: as on a CPU without AMX or AVX512-BF16); the tests
+# of the CPU-picked precision set flags of their own (tests/test_cpu_precision.py).
+os.environ["BERT99_CPU_FLAGS"] = ""
 
 # The Ctrl-C tests signal the processes they start, which inherit an ignored SIGINT: a shell ignores it in
 # what it starts in the background (`make test &` in a script). Children of a handled SIGINT get it back.

@@ -211,11 +211,13 @@ def test_bf16_on_cpu_computes_in_bf16(tiny_model, features):
 
 @pytest.mark.slow
 def test_bf16_on_cpu_keeps_f1(model, features, examples):
-    """bf16 on CPU: oneDNN's bf16 products with tanh GELU fused, where torch has oneDNN."""
+    """bf16 on CPU (oneDNN's bf16 products with tanh GELU fused, where torch has oneDNN): within 0.5% of fp32's
+    F1, the bound that lets configs/systems/cpu.json pick it by default."""
     bf16 = PackedBackend(model, "cpu", "bf16")
     assert isinstance(bf16.encoder.layers[0].ffn_in, OneDnnLinear) == onednn_available()
-    fp32_f1 = subset_f1(PackedBackend(model, "cpu", "fp32"), features, examples, QUESTIONS)
-    assert subset_f1(bf16, features, examples, QUESTIONS) == pytest.approx(fp32_f1, abs=1.0)
+    fp32 = subset_f1(PackedBackend(model, "cpu", "fp32"), features, examples, QUESTIONS)
+    bf16_f1 = subset_f1(bf16, features, examples, QUESTIONS)
+    assert abs(bf16_f1 - fp32) <= 0.005 * fp32, f"bf16 F1 {bf16_f1:.2f} vs fp32 {fp32:.2f}"
 
 
 @pytest.mark.slow

@@ -25,10 +25,14 @@ def grid(args: argparse.Namespace) -> list[dict]:
     from harness.run_config import check_backend_settings, check_choice
     from sut.backend import BACKENDS
 
-    if args.precisions is None:
-        from harness.settings import chosen_system
+    if args.precisions is None:  # what a run of every backend would take by default (on a CPU, as its flags pick)
+        from harness.settings import chosen_system, default_precision
+        from sut.backend import backend_class
 
-        args.precisions = [chosen_system(args.system).precision]
+        system = chosen_system(args.system)
+        runs_everywhere = (set.intersection(*(set(backend_class(name).precisions) for name in args.backends))
+                           if args.backends else set())
+        args.precisions = [default_precision(system, args.device or system.device, tuple(runs_everywhere))[0]]
     if not args.batch_sizes or not args.precisions or not args.backends or not args.max_tokens:
         raise HarnessError("the grid is empty: give at least one of each of BATCH_SIZES, PRECISIONS, BACKENDS "
                            "and MAX_TOKENS (none for no token budget)")

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from common.cli import ArgumentParser, run_main
+from common.cpu import cpu_name
 from common.variables import add_variables
 from harness.energy import peak_memory
 
@@ -37,12 +38,6 @@ def environment_fields(device: str) -> dict:
     name = torch.cuda.get_device_name(device) if device.startswith("cuda") else cpu_name()
     return {"torch": torch.__version__, "device_name": name, "git_commit": commit or None,
             "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-
-
-def cpu_name() -> str:
-    from benchmarks.cpu import cpu_name as name
-
-    return name()
 
 
 def percentiles_ms(seconds: list[float]) -> dict:
