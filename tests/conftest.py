@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -120,17 +121,29 @@ def subset_f1(backend, features, examples, example_count: int, batch_size: int =
 SUBMISSION_SCENARIOS = ("Offline", "SingleStream")
 
 
+def session_folder(tmp_path_factory) -> Path:
+    """This test session's own temporary folder, the same for every pytest-xdist worker of it."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def runs_dir(tmp_path_factory, build_dir, features, small_model):
-    """A build folder holding short performance and accuracy runs of two scenarios."""
-    runs = tmp_path_factory.mktemp("runs")
-    (runs / "data").mkdir()
-    shutil.copy(build_dir / "data" / "squad_features.npz", runs / "data")
-    for scenario in SUBMISSION_SCENARIOS:
-        for command, count in (("perf", "64"), ("accuracy", "24")):  # 64: SingleStream's early stopping needs it
-            result = run_cli("harness", command, "--scenario", scenario, "--model", str(small_model),
-                             "--count", count, "--build-dir", str(runs), cwd=runs)
-            assert result.returncode == 0, result.stderr
+    """A build folder holding short performance and accuracy runs of two scenarios, made once per session: the
+    first worker that needs it makes it under a lock, the others wait and read it (tests copy it to change it)."""
+    runs = session_folder(tmp_path_factory) / "shared-runs"
+    with open(runs.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (runs / ".made").is_file():
+            shutil.rmtree(runs, ignore_errors=True)
+            (runs / "data").mkdir(parents=True)
+            shutil.copy(build_dir / "data" / "squad_features.npz", runs / "data")
+            for scenario in SUBMISSION_SCENARIOS:
+                for command, count in (("perf", "64"), ("accuracy", "24")):  # 64: SingleStream's early stopping
+                    result = run_cli("harness", command, "--scenario", scenario, "--model", str(small_model),
+                                     "--count", count, "--build-dir", str(runs), cwd=runs)
+                    assert result.returncode == 0, result.stderr
+            (runs / ".made").touch()
     return runs
 
 

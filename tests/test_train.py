@@ -251,23 +251,23 @@ def test_fine_tuning_a_pretrained_encoder_lowers_the_validation_loss(train_build
 @pytest.mark.slow
 def test_the_trained_model_scores_in_make_accuracy(train_build, small_model, build_dir, features):
     train(train_build, "--model", str(small_model), "--steps", "2", "--batch-size", "8", "--lr", "1e-5",
-          "--val-questions", "200", "--run", "small-model")
+          "--val-questions", "100", "--run", "small-model")
     folder = train_build / "train" / "small-model"
     summary = json.loads((folder / "summary.json").read_text())
-    assert summary["f1"] > 60 and summary["validation_questions"] == 200  # held-out articles; 71.4 measured
+    assert summary["f1"] > 60 and summary["validation_questions"] == 100  # held-out articles; 71.4 measured
     training = json.loads((folder / "model" / "training.json").read_text())
     assert training["steps"] == 2 and training["model"] == str(small_model)
-    accuracy = run_cli("harness", "accuracy", "--model", str(folder / "model"), "--count", "200", "--build-dir",
+    accuracy = run_cli("harness", "accuracy", "--model", str(folder / "model"), "--count", "100", "--build-dir",
                        str(build_dir), cwd=REPO)
     assert accuracy.returncode == 0, accuracy.stderr[-3000:]
     assert "logs/small-model/pytorch/fp32-cpu" in accuracy.stdout  # logs named after the run, not "model"
     f1 = float(accuracy.stdout.split("Over the answered questions: F1 ")[1].split(",")[0])
-    assert f1 > 85, accuracy.stdout  # the first 200 dev features, training articles: 92.9 measured
+    assert f1 > 85, accuracy.stdout  # the first 100 dev features, training articles
 
 
 @pytest.mark.slow
 def test_train_compare_tables_and_plots_every_configuration(train_build):
-    result = run_cli("benchmarks.train_compare", *TINY, "--steps", "6", "--dropout", "0", "--eval-every", "3",
+    result = run_cli("benchmarks.train_compare", *TINY, "--steps", "3", "--dropout", "0", "--eval-every", "3",
                      "--build-dir", str(train_build), cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
     folder = train_build / "train" / "compare" / "default"
@@ -278,7 +278,7 @@ def test_train_compare_tables_and_plots_every_configuration(train_build):
     table = (folder / "compare.md").read_text()
     assert "| baseline | 1 |" in table and "| pipeline2 | 2 |" in table
     assert (folder / "throughput.png").stat().st_size > 0 and (folder / "validation_loss.png").stat().st_size > 0
-    again = run_cli("benchmarks.train_compare", *TINY, "--steps", "6", "--dropout", "0", "--eval-every", "3",
+    again = run_cli("benchmarks.train_compare", *TINY, "--steps", "3", "--dropout", "0", "--eval-every", "3",
                     "--build-dir", str(train_build), cwd=REPO)
     assert again.returncode == 0 and again.stdout.count("finished before, reusing") == 3
 
