@@ -52,7 +52,7 @@ ifeq ($(SETUP_LOCKED),1)
 	.venv/bin/python -m pip install --quiet --upgrade pip
 	.venv/bin/python -m pip install --quiet "$(TORCH_SPEC)"
 	@# setuptools notes every editable install ("Editable installation.") as a warning: not one of ours
-	PYTHONWARNINGS="ignore:Editable installation" .venv/bin/python -m pip install --quiet -e ".[test,onnx]"
+	PYTHONWARNINGS="ignore:Editable installation" .venv/bin/python -m pip install --quiet -e ".[test,onnx,openvino]"
 	touch $@
 else
 	@mkdir -p .venv

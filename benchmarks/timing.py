@@ -78,7 +78,8 @@ def table(rows: list[Row], ratio_label: str = "× reference style") -> list[str]
              "|---|---|---|---:|---:|---:|---:|"]
     for row in rows:
         host = f"{row.host_share:.1%}" if row.host_share is not None else ""
-        rate = f"{row.samples_per_second:,.0f}" if row.samples_per_second == row.samples_per_second else row.note
+        rate = (f"{row.samples_per_second:,.{1 if row.samples_per_second < 100 else 0}f}"
+                if row.samples_per_second == row.samples_per_second else row.note)
         ratio = row.samples_per_second / reference
         ratio_text = f"{ratio:,.1f}" if ratio == ratio else ""
         lines.append(f"| {row.path} | {row.precision} | {row.batching} | {row.samples} | {rate} | {ratio_text} "

@@ -65,7 +65,7 @@ VARIABLES = (
              "SingleStream; datacenter: Offline Server); make submission: every scenario with runs",
              make_default="$(if $(filter command line environment,$(origin SCENARIO)),$(SCENARIO))"),
     Variable("BACKEND", "pytorch (ours: packed, no padding computed), huggingface (transformers' "
-             "BertForQuestionAnswering, the yardstick), onnxruntime or tensorrt.",
+             "BertForQuestionAnswering, the yardstick), onnxruntime, openvino (CPU) or tensorrt.",
              "perf accuracy compliance:given submission:given scale:given", "pytorch", make_default="pytorch",
              parser={"default": "pytorch"},
              notes={"compliance": "whose runs (default: the newest with both runs)",
@@ -79,7 +79,8 @@ VARIABLES = (
     Variable("DEVICE", "cpu, cuda or cuda:N.", "perf accuracy scale sweep profile train train-compare train-bench",
              "the system file's (train: cuda when there is a GPU)"),
     Variable("PRECISION", "pytorch: fp32, fp16, bf16, fp8; huggingface: fp32, fp16, bf16; onnxruntime: fp32, fp16 "
-             "(GPU), int8 (CPU, dynamic); tensorrt: fp32, fp16, int8, fp8. Training: fp32, bf16, fp16.",
+             "(GPU), int8 (CPU, dynamic); openvino: fp32, bf16, int8 (CPU, NNCF); tensorrt: fp32, fp16, int8, fp8. "
+             "Training: fp32, bf16, fp16.",
              "perf accuracy compliance submission scale profile train train-compare train-bench",
              "the system file's: on a CPU, bf16 where it has AMX or AVX512-BF16 and the backend runs it, else fp32 "
              "(configs/systems/cpu.json; the run's first line says which and why); training: fp32",

@@ -20,6 +20,7 @@ BACKENDS = {  # BACKEND= name -> (module, class); imported only when chosen, so 
     "pytorch": ("sut.pytorch_backend", "PackedBackend"),
     "huggingface": ("sut.huggingface_backend", "HuggingFaceBackend"),
     "onnxruntime": ("sut.onnxruntime_backend", "OnnxRuntimeBackend"),
+    "openvino": ("sut.openvino_backend", "OpenVinoBackend"),
     "tensorrt": ("sut.tensorrt_backend", "TensorRTBackend"),
 }
 
