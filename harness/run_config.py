@@ -65,7 +65,7 @@ class RunOptions:
     @classmethod
     def from_run_info(cls, info: dict, build_dir: Path, trust_checkpoint: bool = False) -> RunOptions:
         """A finished run's options from its run_info.json, to run it again exactly as it ran (TEST01)."""
-        def given(value) -> str | None:
+        def text(value) -> str | None:
             return None if value is None else str(value)
 
         return cls(scenario=info["scenario"], backend=info["backend"],
@@ -75,11 +75,11 @@ class RunOptions:
                    count=str(info["count"]) if info["count"] else "full", system=info["system"],
                    batch_size=info["batch_size"], build_dir=build_dir, trust_checkpoint=trust_checkpoint,
                    backend_options=dict(info["backend_options"]), data=info.get("data"),
-                   seq_len=given(info.get("seq_len")), doc_stride=given(info.get("doc_stride")),
-                   samples=given(info.get("samples")), lengths=info.get("lengths"), seed=given(info.get("seed")),
+                   seq_len=text(info.get("seq_len")), doc_stride=text(info.get("doc_stride")),
+                   samples=text(info.get("samples")), lengths=info.get("lengths"), seed=text(info.get("seed")),
                    shape=info.get("shape"),
                    max_tokens="none" if info["max_tokens"] is None else str(info["max_tokens"]),
-                   workers=given(info.get("workers", 1)))
+                   workers=text(info.get("workers", 1)))
 
 RUN_OPTION_NAMES = {option.name for option in fields(RunOptions)}
 
@@ -106,28 +106,40 @@ class RunConfig:
 
     @classmethod
     def from_options(cls, options: RunOptions, accuracy: bool) -> RunConfig:
-        from sut.models import parse_shape
+        from sut.models import check_model_path, parse_shape
 
+        # First what needs neither the system file, torch nor a backend: a typo is refused at once
         scenario = check_scenario(options.scenario)
         backend = check_choice("BACKEND", options.backend, tuple(BACKENDS))
-        system = chosen_system(options.system)
-        device = resolve_device(options.device or system.device)
-        precision, precision_note = ((options.precision, "as given") if options.precision else
-                                     default_precision(system, device, backend_class(backend).precisions))
-        check_backend_settings(backend, precision, options.backend_options)
+        count = resolve_count(options.count, None)  # the system file's defaults come below, for what is not given
+        batch_size = resolve_batch_size(options.batch_size, 1)
+        max_tokens = resolve_max_tokens(options.max_tokens, None)
         workers = whole_number("WORKERS", options.workers, 1) or 1
-        check_cores(workers, device, options.rank0_computes)
+        worker_timeout_s = seconds("WORKER_TIMEOUT", options.worker_timeout, WORKER_TIMEOUT_S)
         source = resolve_samples(options.data, options.seq_len, options.doc_stride, options.samples,
                                  options.lengths, options.seed)
         if accuracy and source.data == "synthetic":
             raise HarnessError("make accuracy DATA=synthetic: generated samples have no answers to score; use the "
                                "SQuAD dev set (DATA=squad, the default)")
+        if options.model and not options.shape:  # both: load_model refuses the pair
+            check_model_path(options.model)
+        shape = parse_shape(options.shape) if options.shape else None
+
+        system = chosen_system(options.system)
+        device = resolve_device(options.device or system.device)
+        check_cores(workers, device, options.rank0_computes)
+        precision, precision_note = ((options.precision, "as given") if options.precision else
+                                     default_precision(system, device, backend_class(backend).precisions))
+        check_backend_settings(backend, precision, options.backend_options)
         return cls(options, accuracy, scenario, backend, system, device, precision,
-                   resolve_count(options.count, system.default_count),
-                   resolve_batch_size(options.batch_size, system.batch_size),
-                   resolve_max_tokens(options.max_tokens, system.max_tokens), workers,
-                   seconds("WORKER_TIMEOUT", options.worker_timeout, WORKER_TIMEOUT_S), source,
-                   parse_shape(options.shape) if options.shape else None, precision_note)
+                   count if given(options.count) else system.default_count,
+                   batch_size if given(options.batch_size) else system.batch_size,
+                   max_tokens if given(options.max_tokens) else system.max_tokens, workers,
+                   worker_timeout_s, source, shape, precision_note)
+
+
+def given(value: object) -> bool:
+    return value is not None and value != ""
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
@@ -154,7 +166,7 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_count(count: str | None, default: int | None) -> int | None:
-    if count is None or count == "":
+    if not given(count):
         return default
     if count == "full":
         return None
@@ -169,7 +181,7 @@ def resolve_count(count: str | None, default: int | None) -> int | None:
 
 def resolve_max_tokens(max_tokens: str | None, default: int | None) -> int | None:
     """MAX_TOKENS: a token budget per batch, "none" for none, or the system file's when not given."""
-    if max_tokens is None or max_tokens == "":
+    if not given(max_tokens):
         return default
     if max_tokens == "none":
         return None
@@ -180,7 +192,7 @@ def resolve_max_tokens(max_tokens: str | None, default: int | None) -> int | Non
 
 
 def resolve_batch_size(batch_size: str | int | None, default: int) -> int:
-    if batch_size is None or batch_size == "":
+    if not given(batch_size):
         return default
     try:
         value = int(batch_size)
@@ -194,7 +206,7 @@ def resolve_batch_size(batch_size: str | int | None, default: int) -> int:
 
 def seconds(name: str, value: str | float | None, default: float) -> float:
     """A time limit in seconds, above 0; the default when not given."""
-    if value is None or value == "":
+    if not given(value):
         return default
     try:
         number = float(value)

@@ -293,6 +293,7 @@ def load_model(model: str | None, build_dir: Path, allow_random: bool, trust_che
                                "run `make download` or pass MODEL=<model.pytorch or Hugging Face directory>")
         log(RANDOM_BANNER)
         return random_bert()
+    check_model_path(model)
     path = Path(model).expanduser()
     if path.is_dir():
         if (path / "config.json").is_file():
@@ -307,5 +308,12 @@ def load_model(model: str | None, build_dir: Path, allow_random: bool, trust_che
                 raise HarnessError(f"MODEL={path} is an ONNX file; it needs BACKEND=onnxruntime or tensorrt")
             return LoadedModel(None, _slug(path.stem), str(path), is_random=False, onnx_path=path)
         return load_mlperf_checkpoint(path, trust_checkpoint, log)
-    raise HarnessError(f"MODEL={path} does not exist; pass a model.pytorch file or a Hugging Face "
-                       "model directory, or run `make download`")
+    raise HarnessError(f"MODEL={path} is neither a file nor a directory")
+
+
+def check_model_path(model: str) -> None:
+    """MODEL names something that is there (checked before anything loads)."""
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise HarnessError(f"MODEL={path} does not exist; pass a model.pytorch file or a Hugging Face "
+                           "model directory, or run `make download`")

@@ -175,7 +175,7 @@ def test_checkpoint_of_another_size_names_the_config(tmp_path, config):
     (["submission", "--check", "/no/such/tree"], "--check /no/such/tree: no such folder"),
     (["submission", "--check", str(README)], "README.md: is a file: unpack it and give the unpacked tree"),
     (["accuracy", "--log-file", str(README.parent)], "is a folder; give the mlperf_log_accuracy.json file in it"),
-    (["benchmarks.bench", "--model", "/no/such/model"], "small real model, not found at /no/such/model"),
+    (["benchmarks.bench", "--model", "/no/such/model"], "MODEL=/no/such/model does not exist"),
 ], ids=["submission check", "submission check of a file", "accuracy log folder", "bench"])
 def test_other_commands_refuse_wrong_paths(tmp_path, build_dir, features, arguments, message):
     if "benchmarks.bench" in arguments and torch.cuda.is_available():

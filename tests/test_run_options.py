@@ -27,7 +27,8 @@ def run_info(**changes) -> dict:
 @pytest.mark.parametrize("changes", [{}, {"seq_len": 384, "doc_stride": 128}, {"max_tokens": None},
                                      {"doc_stride": 64}, {"count": None}])
 def test_the_rerun_resolves_to_the_runs_own_settings(changes, tmp_path):
-    info = run_info(**changes)
+    (tmp_path / "models" / "minilm").mkdir(parents=True)  # the run's model, where it was made
+    info = run_info(working_directory=str(tmp_path), **changes)
     config = RunConfig.from_options(RunOptions.from_run_info(info, tmp_path), accuracy=False)
     featurisation = config.source.featurisation
     assert (config.scenario, config.backend, config.device, config.precision, config.system.name) == \
