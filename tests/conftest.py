@@ -34,14 +34,26 @@ def build_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def train_build(tmp_path_factory) -> Path:
-    """One build folder per training test module: its training features are made once."""
-    return tmp_path_factory.mktemp("train-build")
+    """One build folder per training test module, whose labelled training features (train/data, written
+    atomically) are made once per session and shared by every module and pytest-xdist worker."""
+    build = tmp_path_factory.mktemp("train-build")
+    shared = session_folder(tmp_path_factory) / "train-features"
+    shared.mkdir(exist_ok=True)
+    (build / "train").mkdir()
+    (build / "train" / "data").symlink_to(shared)
+    return build
 
 
 @pytest.fixture(scope="session")
-def features(build_dir):
+def features(build_dir, tmp_path_factory):
+    """The dev set's features in this worker's build folder, tokenised once per session for every worker."""
     from qsl.cache import load_features
 
+    def tokenise(folder: Path) -> None:
+        load_features(folder / "squad_features.npz", log=lambda *_: None)
+
+    (build_dir / "data").mkdir(exist_ok=True)
+    shutil.copy(made_once(tmp_path_factory, "features", tokenise) / "squad_features.npz", build_dir / "data")
     return load_features(build_dir / "data" / "squad_features.npz", log=lambda *_: None)
 
 
@@ -57,6 +69,22 @@ def small_model() -> Path:
     if not (SMALL_MODEL / "config.json").is_file():
         pytest.skip(f"small real model not found at {SMALL_MODEL} (needs ../shared beside the checkout)")
     return SMALL_MODEL
+
+
+@pytest.fixture(scope="session")
+def model(small_model, build_dir):
+    """The small real model, loaded once per worker; backends copy or convert it, never change it."""
+    from sut.models import load_model
+
+    return load_model(str(small_model), build_dir, allow_random=False, log=lambda *_: None)
+
+
+@pytest.fixture(scope="session")
+def onnx_cache(tmp_path_factory) -> Path:
+    """One cache of ONNX exports and compiled models for the whole session (its writes are atomic)."""
+    folder = session_folder(tmp_path_factory) / "onnx-cache"
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -127,24 +155,33 @@ def session_folder(tmp_path_factory) -> Path:
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
+def made_once(tmp_path_factory, name: str, make) -> Path:
+    """A folder of this test session that `make(folder)` fills once: the first pytest-xdist worker to need it
+    makes it under a lock, the others wait and read it (tests copy it to change it)."""
+    folder = session_folder(tmp_path_factory) / name
+    with open(folder.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / ".made").is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            (folder / ".made").touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def runs_dir(tmp_path_factory, build_dir, features, small_model):
-    """A build folder holding short performance and accuracy runs of two scenarios, made once per session: the
-    first worker that needs it makes it under a lock, the others wait and read it (tests copy it to change it)."""
-    runs = session_folder(tmp_path_factory) / "shared-runs"
-    with open(runs.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (runs / ".made").is_file():
-            shutil.rmtree(runs, ignore_errors=True)
-            (runs / "data").mkdir(parents=True)
-            shutil.copy(build_dir / "data" / "squad_features.npz", runs / "data")
-            for scenario in SUBMISSION_SCENARIOS:
-                for command, count in (("perf", "64"), ("accuracy", "24")):  # 64: SingleStream's early stopping
-                    result = run_cli("harness", command, "--scenario", scenario, "--model", str(small_model),
-                                     "--count", count, "--build-dir", str(runs), cwd=runs)
-                    assert result.returncode == 0, result.stderr
-            (runs / ".made").touch()
-    return runs
+    """A build folder holding short performance and accuracy runs of two scenarios, made once per session."""
+    def make_runs(runs: Path) -> None:
+        (runs / "data").mkdir()
+        shutil.copy(build_dir / "data" / "squad_features.npz", runs / "data")
+        for scenario in SUBMISSION_SCENARIOS:
+            for command, count in (("perf", "64"), ("accuracy", "24")):  # 64: SingleStream's early stopping
+                result = run_cli("harness", command, "--scenario", scenario, "--model", str(small_model),
+                                 "--count", count, "--build-dir", str(runs), cwd=runs)
+                assert result.returncode == 0, result.stderr
+
+    return made_once(tmp_path_factory, "shared-runs", make_runs)
 
 
 @pytest.fixture(scope="session")

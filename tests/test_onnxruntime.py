@@ -23,23 +23,13 @@ QUIET = {"log": lambda *_: None}
 
 
 @pytest.fixture(scope="module")
-def model(small_model, build_dir):
-    return load_model(str(small_model), build_dir, allow_random=False, **QUIET)
+def plain(model, onnx_cache):
+    return OnnxRuntimeBackend(model, "cpu", "fp32", cache_dir=onnx_cache, options={"optimize": "0"}, **QUIET)
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
-
-
-@pytest.fixture(scope="module")
-def plain(model, cache_dir):
-    return OnnxRuntimeBackend(model, "cpu", "fp32", cache_dir=cache_dir, options={"optimize": "0"}, **QUIET)
-
-
-@pytest.fixture(scope="module")
-def optimised(model, cache_dir):
-    return OnnxRuntimeBackend(model, "cpu", "fp32", cache_dir=cache_dir, **QUIET)
+def optimised(model, onnx_cache):
+    return OnnxRuntimeBackend(model, "cpu", "fp32", cache_dir=onnx_cache, **QUIET)
 
 
 def test_plain_onnx_matches_pytorch_fp32(model, plain, features):
@@ -58,16 +48,16 @@ def test_optimised_graph_is_fused_and_matches_plain(plain, optimised, features):
                                atol=1e-3, rtol=0)
 
 
-def test_export_is_cached_by_key(model, cache_dir):
-    first = export_onnx(model, cache_dir / "onnx", **QUIET)
+def test_export_is_cached_by_key(model, onnx_cache):
+    first = export_onnx(model, onnx_cache / "onnx", **QUIET)
     modified = first.stat().st_mtime_ns
-    assert export_onnx(model, cache_dir / "onnx", **QUIET) == first and first.stat().st_mtime_ns == modified
+    assert export_onnx(model, onnx_cache / "onnx", **QUIET) == first and first.stat().st_mtime_ns == modified
 
 
-def test_optimised_f1_equals_pytorch_and_int8_stays_within_1_5(model, optimised, cache_dir, features, examples):
+def test_optimised_f1_equals_pytorch_and_int8_stays_within_1_5(model, optimised, onnx_cache, features, examples):
     pytorch = subset_f1(HuggingFaceBackend(model, "cpu", "fp32"), features, examples, QUESTIONS)
     assert subset_f1(optimised, features, examples, QUESTIONS) == pytest.approx(pytorch, abs=0.1)
-    int8 = OnnxRuntimeBackend(model, "cpu", "int8", cache_dir=cache_dir, **QUIET)
+    int8 = OnnxRuntimeBackend(model, "cpu", "int8", cache_dir=onnx_cache, **QUIET)
     operators = {node.op_type for node in onnx.load(str(int8.path)).graph.node}
     assert operators & {"MatMulInteger", "DynamicQuantizeMatMul", "DynamicQuantizeLinear"}
     int8_f1 = subset_f1(int8, features, examples, QUESTIONS)
@@ -112,9 +102,9 @@ def test_missing_execution_provider_names_the_package():
         ("CUDAExecutionProvider", {"device_id": 1})
 
 
-def test_unknown_backend_option_lists_the_accepted_ones(model, cache_dir):
+def test_unknown_backend_option_lists_the_accepted_ones(model, onnx_cache):
     with pytest.raises(HarnessError, match="accepts: optimize, providers, intra_threads, inter_threads"):
-        OnnxRuntimeBackend(model, "cpu", "fp32", cache_dir=cache_dir, options={"optimise": "1"}, **QUIET)
+        OnnxRuntimeBackend(model, "cpu", "fp32", cache_dir=onnx_cache, options={"optimise": "1"}, **QUIET)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None or not torch.cuda.is_available(),

@@ -10,7 +10,6 @@ from common import cpu
 from common.errors import HarnessError
 from qsl.calibration import calibration_indices
 from sut import openvino_backend
-from sut.models import load_model
 from sut.onnxruntime_backend import OnnxRuntimeBackend
 from tests.conftest import mixed_batch, run_cli, subset_f1
 
@@ -22,18 +21,8 @@ QUIET = {"log": lambda *_: None}
 
 
 @pytest.fixture(scope="module")
-def model(small_model, build_dir):
-    return load_model(str(small_model), build_dir, allow_random=False, **QUIET)
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
-
-
-@pytest.fixture(scope="module")
-def fp32(model, cache_dir, features):
-    return openvino_backend.OpenVinoBackend(model, "cpu", "fp32", features, cache_dir, **QUIET)
+def fp32(model, onnx_cache, features):
+    return openvino_backend.OpenVinoBackend(model, "cpu", "fp32", features, onnx_cache, **QUIET)
 
 
 @pytest.fixture(scope="module")
@@ -41,31 +30,31 @@ def fp32_f1(fp32, features, examples):
     return subset_f1(fp32, features, examples, QUESTIONS)
 
 
-def test_fp32_computes_in_fp32_and_scores_as_onnx_runtime(model, cache_dir, fp32, fp32_f1, features, examples):
+def test_fp32_computes_in_fp32_and_scores_as_onnx_runtime(model, onnx_cache, fp32, fp32_f1, features, examples):
     assert fp32.computed_precision == "f32"  # OpenVINO's own default on a CPU with bf16 hardware is bf16
-    onnx_runtime = OnnxRuntimeBackend(model, "cpu", "fp32", cache_dir=cache_dir, options={"optimize": "0"}, **QUIET)
+    onnx_runtime = OnnxRuntimeBackend(model, "cpu", "fp32", cache_dir=onnx_cache, options={"optimize": "0"}, **QUIET)
     arguments = mixed_batch(features)
     real = arguments[1].astype(bool)
     np.testing.assert_allclose(fp32.predict(*arguments)[real], onnx_runtime.predict(*arguments)[real], atol=1e-3)
     assert fp32_f1 == pytest.approx(subset_f1(onnx_runtime, features, examples, QUESTIONS), abs=0.1)
 
 
-def test_int8_calibrates_on_mlperfs_list_only_and_keeps_f1(model, cache_dir, fp32_f1, features, examples,
+def test_int8_calibrates_on_mlperfs_list_only_and_keeps_f1(model, onnx_cache, fp32_f1, features, examples,
                                                             monkeypatch):
     seen = []
     batch_inputs = openvino_backend.batch_inputs
     monkeypatch.setattr(openvino_backend, "batch_inputs",
                         lambda samples, rows: seen.extend(rows.tolist()) or batch_inputs(samples, rows))
-    int8 = openvino_backend.OpenVinoBackend(model, "cpu", "int8", features, cache_dir, **QUIET)
+    int8 = openvino_backend.OpenVinoBackend(model, "cpu", "int8", features, onnx_cache, **QUIET)
     assert sorted(set(seen)) == sorted(calibration_indices(features).tolist()) and len(set(seen)) == 100
     int8_f1 = subset_f1(int8, features, examples, QUESTIONS)
     assert abs(int8_f1 - fp32_f1) <= 0.01 * fp32_f1, f"int8 F1 {int8_f1:.2f} vs fp32 {fp32_f1:.2f}"
     calibrated = len(seen)
-    openvino_backend.OpenVinoBackend(model, "cpu", "int8", features, cache_dir, **QUIET)
+    openvino_backend.OpenVinoBackend(model, "cpu", "int8", features, onnx_cache, **QUIET)
     assert len(seen) == calibrated  # the quantised model is cached: not calibrated again
 
 
-def test_bf16_is_computed_in_bf16_or_refused(model, cache_dir, features, monkeypatch):
+def test_bf16_is_computed_in_bf16_or_refused(model, onnx_cache, features, monkeypatch):
     monkeypatch.delenv(cpu.FLAGS_VARIABLE)  # this CPU's own flags, not the suite's pinned ones
     cpu.cpu_flags.cache_clear()
     try:
@@ -73,11 +62,11 @@ def test_bf16_is_computed_in_bf16_or_refused(model, cache_dir, features, monkeyp
     finally:
         cpu.cpu_flags.cache_clear()
     if native:
-        assert openvino_backend.OpenVinoBackend(model, "cpu", "bf16", features, cache_dir,
+        assert openvino_backend.OpenVinoBackend(model, "cpu", "bf16", features, onnx_cache,
                                                 **QUIET).computed_precision == "bf16"
     else:
         with pytest.raises(HarnessError, match="not bf16"):
-            openvino_backend.OpenVinoBackend(model, "cpu", "bf16", features, cache_dir, **QUIET)
+            openvino_backend.OpenVinoBackend(model, "cpu", "bf16", features, onnx_cache, **QUIET)
 
 
 def test_a_loadgen_run_through_openvino(tmp_path, build_dir, features, small_model):

@@ -28,11 +28,6 @@ from tests.conftest import MIXED_ROWS, mixed_batch, subset_f1
 QUESTIONS = 200  # the first 200 dev questions and all their features
 
 
-@pytest.fixture(scope="module")
-def model(small_model, build_dir):
-    return load_model(str(small_model), build_dir, allow_random=False, log=lambda *_: None)
-
-
 def test_pack_keeps_only_real_tokens_and_pads_with_a_dummy_sequence(features):
     input_ids, input_mask, segment_ids = mixed_batch(features)
     lengths = features.lengths[MIXED_ROWS]
