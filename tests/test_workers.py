@@ -183,25 +183,24 @@ def own_build(tmp_path, build_dir):
     return build
 
 
-def test_two_workers_from_the_command_line(tmp_path, build_dir, features, small_model):
-    """Offline and SingleStream quick runs VALID; an accuracy run's logits byte-identical to one worker's."""
+def test_two_workers_from_the_command_line(tmp_path, build_dir, features, small_model, runs_dir):
+    """Offline and SingleStream quick runs VALID; an accuracy run's logits byte-identical to one worker's (the
+    session's one-worker accuracy run of the same model and count, in runs_dir)."""
     build_dir = own_build(tmp_path, build_dir)  # its accuracy runs must not meet another test's in the shared one
     for scenario, count in (("Offline", "64"), ("SingleStream", "64")):
         result = run_cli("harness", "perf", "--scenario", scenario, "--model", str(small_model), "--workers", "2",
                          "--count", count, "--build-dir", str(build_dir), cwd=tmp_path)
         assert result.returncode == 0 and "LoadGen result: VALID" in result.stdout, result.stdout[-3000:]
-    logs = {}
-    for workers in ("1", "2"):
-        result = run_cli("harness", "accuracy", "--model", str(small_model), "--workers", workers, "--count", "48",
-                         "--build-dir", str(build_dir), cwd=tmp_path)
-        assert result.returncode == 0, result.stderr[-2000:]
-        configuration = "fp32-cpu" if workers == "1" else "fp32-cpu-workers2"
-        log = build_dir / "logs" / small_model.name / "pytorch" / configuration / "Offline" / "accuracy"
-        logs[workers] = {entry["qsl_idx"]: entry["data"]
-                         for entry in json.loads((log / "mlperf_log_accuracy.json").read_text())}
-    assert logs["1"] == logs["2"] and len(logs["2"]) == 48
-    info = json.loads((build_dir / "logs" / small_model.name / "pytorch" / "fp32-cpu-workers2" / "Offline" /
-                       "accuracy" / "run_info.json").read_text())
+    one_worker = runs_dir / "logs" / small_model.name / "pytorch" / "fp32-cpu" / "Offline" / "accuracy"
+    result = run_cli("harness", "accuracy", "--model", str(small_model), "--workers", "2", "--count",
+                     str(json.loads((one_worker / "run_info.json").read_text())["count"]),
+                     "--build-dir", str(build_dir), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    two_workers = build_dir / "logs" / small_model.name / "pytorch" / "fp32-cpu-workers2" / "Offline" / "accuracy"
+    logs = [{entry["qsl_idx"]: entry["data"] for entry in json.loads((log / "mlperf_log_accuracy.json").read_text())}
+            for log in (one_worker, two_workers)]
+    assert logs[0] == logs[1] and len(logs[1]) == 24
+    info = json.loads((two_workers / "run_info.json").read_text())
     assert info["workers"] == 2 and info["nodes"] == 1 and len(info["devices"]) == 2
 
 
