@@ -65,8 +65,10 @@ def check_command(words: list[str], monkeypatch) -> None:
         raise AssertionError(f"python -m {module} refused {shlex.join(arguments)}") from stop
     if target in ("perf", "accuracy"):
         from harness import run_config
+        from sut import models
         monkeypatch.setattr(run_config, "resolve_device", lambda device: device)
         monkeypatch.setattr(run_config, "check_cores", lambda *_, **__: None)
+        monkeypatch.setattr(models, "check_model_path", lambda model: None)  # a guide's model is the reader's
         run_config.RunConfig.from_options(run_config.RunOptions.from_args(args), accuracy=target == "accuracy")
     elif target == "train":
         from train.config import resolve
