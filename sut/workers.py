@@ -135,6 +135,7 @@ class RemoteWorker:
     def _receive(self) -> None:
         while True:
             header = torch.empty(3, dtype=torch.int64)
+            future = None  # the batch being received, out of _expected: failed here if the worker dies now
             try:
                 dist.irecv(header, src=self.peer.rank).wait()  # its next answer, or the connection closing
                 status, size = int(header[0]), int(header[2])
@@ -152,6 +153,8 @@ class RemoteWorker:
             except (RuntimeError, IndexError) as error:
                 if not self._closing:
                     self._fail(WorkerError(f"{self.peer} died: {reason(error)}"))
+                    if future is not None and not future.done():  # it died between its header and its logits
+                        future.set_exception(self.failure)
                 return
 
     def close(self) -> None:

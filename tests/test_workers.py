@@ -9,10 +9,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import types
 
 import numpy as np
 import pytest
+import torch
 import torch.multiprocessing as mp
 
 from harness.distributed import free_port
@@ -234,3 +237,34 @@ def test_a_rank_killed_mid_query_stops_the_bar_where_the_answers_stopped(tmp_pat
     error = next(line for line in stderr.splitlines() if line.startswith("error: "))
     assert f"rank 1 on {socket.gethostname()} (cpu) died: Connection closed by peer" in error, error
     assert "pair.cc" not in error and "; incomplete logs left in" in error
+
+
+class DiesAfterItsHeader:
+    """torch.distributed as rank 0 meets a worker killed between the header of an answer and its logits."""
+
+    def __init__(self):
+        self.sent = threading.Event()
+
+    def isend(self, tensor, dst):
+        self.sent.set()
+
+    def irecv(self, header, src):
+        header.copy_(torch.tensor([1, 0, 384]))  # OK, batch 0, logits 384 tokens wide
+        return types.SimpleNamespace(wait=lambda: self.sent.wait())  # the answer comes once a batch went out
+
+    def recv(self, tensor, src):
+        raise RuntimeError("Connection closed by peer")
+
+
+def test_a_worker_dying_between_its_header_and_its_logits_fails_that_batch(monkeypatch, features):
+    """That batch was already off the worker's pending list: it was never answered, and rank 0 waited forever."""
+    from concurrent.futures import Future
+
+    from sut import workers
+
+    monkeypatch.setattr(workers, "dist", DiesAfterItsHeader())
+    worker = workers.RemoteWorker(workers.Peer(1, "host", "cpu"), features, timeout_s=60)
+    future: Future = Future()
+    worker.dispatch(np.array([0, 1]), future)
+    with pytest.raises(workers.WorkerError, match=r"rank 1 on host \(cpu\) died: Connection closed by peer"):
+        future.result(timeout=10)
