@@ -18,7 +18,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from harness.distributed import free_port
+from common.cpu import cpu_list, instance_cores, physical_cores
+from harness.distributed import Rank, cpu_instances_line, free_port
 from sut.backend import Backend
 from tests.conftest import cli_environment, run_cli
 
@@ -194,6 +195,7 @@ def test_two_workers_from_the_command_line(tmp_path, build_dir, features, small_
         result = run_cli("harness", "perf", "--scenario", scenario, "--model", str(small_model), "--workers", "2",
                          "--count", count, "--build-dir", str(build_dir), cwd=tmp_path)
         assert result.returncode == 0 and "LoadGen result: VALID" in result.stdout, result.stdout[-3000:]
+        assert cpu_instances_line(Rank(0, 2, 0, 2, 1)) in result.stdout
     one_worker = runs_dir / "logs" / small_model.name / "pytorch" / "fp32-cpu" / "Offline" / "accuracy"
     result = run_cli("harness", "accuracy", "--model", str(small_model), "--workers", "2", "--count",
                      str(json.loads((one_worker / "run_info.json").read_text())["count"]),
@@ -230,6 +232,10 @@ def test_a_rank_killed_mid_query_stops_the_bar_where_the_answers_stopped(tmp_pat
         if "PerformanceOnly" in line:
             break
     time.sleep(4)
+    shares = instance_cores(2)  # each rank pinned to its own cores, where this machine has two physical cores
+    if shares is not None:
+        assert [os.sched_getaffinity(pid) for pid in (process.pid, rank_pid(process.pid, 1))] == \
+            [set(cpus) for cpus in shares]
     os.kill(rank_pid(process.pid, 1), signal.SIGKILL)
     _, stderr = process.communicate(timeout=120)
     bars = [part for part in stderr.replace("\r", "\n").splitlines() if part.startswith("inference:")]
@@ -237,6 +243,21 @@ def test_a_rank_killed_mid_query_stops_the_bar_where_the_answers_stopped(tmp_pat
     error = next(line for line in stderr.splitlines() if line.startswith("error: "))
     assert f"rank 1 on {socket.gethostname()} (cpu) died: Connection closed by peer" in error, error
     assert "pair.cc" not in error and "; incomplete logs left in" in error
+
+
+def test_cpu_instances_take_whole_physical_cores(tmp_path):
+    """Hyperthread siblings stay together: 4 cores of 2 threads (cpu N and N+4 siblings) for 2 and 3 instances."""
+    for cpu in range(8):
+        topology = tmp_path / f"cpu{cpu}" / "topology"
+        topology.mkdir(parents=True)
+        (topology / "physical_package_id").write_text("0\n")
+        (topology / "core_id").write_text(f"{cpu % 4}\n")
+    assert physical_cores(set(range(8)), tmp_path) == [[0, 4], [1, 5], [2, 6], [3, 7]]
+    assert instance_cores(2, set(range(8)), tmp_path) == [[0, 1, 4, 5], [2, 3, 6, 7]]
+    assert instance_cores(3, set(range(8)), tmp_path) == [[0, 4], [1, 5], [2, 6]]  # the fourth core left idle
+    assert instance_cores(5, set(range(8)), tmp_path) is None  # fewer cores than instances: shared, unpinned
+    assert instance_cores(2, {0, 1, 2}, tmp_path / "none") == [[0], [1]]  # no topology: each CPU a core
+    assert cpu_list([0, 1, 2, 3, 8, 9, 11]) == "0-3,8-9,11"
 
 
 class DiesAfterItsHeader:
