@@ -120,8 +120,8 @@ def launcher_bound() -> bool:
     return os.environ.get("SLURM_CPU_BIND_TYPE", "none").strip(",") not in ("", "none")
 
 
-def rank_device(device: str, rank: Rank) -> str:
-    """Each rank its own GPU (cuda:<local rank>); on CPU, each rank a share of the cores."""
+def rank_device(device: str, rank: Rank, log=lambda *_: None) -> str:
+    """Each rank its own GPU (cuda:<local rank>); on CPU, each rank cores of its own (the header, to `log`)."""
     import torch
 
     if device.startswith("cuda"):
@@ -132,28 +132,21 @@ def rank_device(device: str, rank: Rank) -> str:
                                f"that node shows {torch.cuda.device_count()} GPUs: start fewer ranks per node")
         return f"cuda:{rank.local_rank}"
     if launcher_bound():
+        log("CPU instances: each rank on the cores srun bound it to")
         torch.set_num_threads(len(os.sched_getaffinity(0)))
         return device
     shares = instance_cores(rank.local_world)
     if shares is None:
+        log(f"CPU instances: {rank.local_world} ranks share {os.cpu_count()} cores unpinned (fewer physical cores "
+            "than ranks)")
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // rank.local_world))
         return device
+    log(f"CPU instances: {rank.local_world} ranks per node, each pinned to its own {len(shares[0])} logical "
+        f"CPU{'s' if len(shares[0]) > 1 else ''} with as many threads: "
+        + ", ".join(f"rank {index} on {cpu_list(cpus)}" for index, cpus in enumerate(shares)))
     os.sched_setaffinity(0, shares[rank.local_rank])  # its own cores, as Intel's instances run
     torch.set_num_threads(len(shares[rank.local_rank]))
     return device
-
-
-def cpu_instances_line(rank: Rank) -> str:
-    """How the ranks of this node share its cores, for the run's header."""
-    if launcher_bound():
-        return "CPU instances: each rank on the cores srun bound it to"
-    shares = instance_cores(rank.local_world)
-    if shares is None:
-        return (f"CPU instances: {rank.local_world} ranks share {os.cpu_count()} cores unpinned (fewer physical "
-                "cores than ranks)")
-    return (f"CPU instances: {rank.local_world} ranks per node, each pinned to its own "
-            f"{len(shares[0])} logical CPU{'s' if len(shares[0]) > 1 else ''} with as many threads: "
-            + ", ".join(f"rank {index} on {cpu_list(cpus)}" for index, cpus in enumerate(shares)))
 
 
 def distribute(rank: Rank, backend, features, device: str, timeout_s: float):

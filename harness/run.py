@@ -12,7 +12,7 @@ from pathlib import Path
 
 from common.errors import HarnessError
 from harness.build import BuiltRun, build_run, memory_hint
-from harness.distributed import cpu_instances_line, distribute, launched_rank, leave, rank_device
+from harness.distributed import distribute, launched_rank, leave, rank_device
 from harness.resolved_run import ResolvedRun, utc_now
 from harness.run_config import RunConfig, RunOptions
 from harness.run_folders import (
@@ -59,9 +59,7 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
                                "run it through `make perf WORKERS=N` (torchrun), or srun with N tasks")
         if not rank.is_leader:
             log = _quiet  # rank 0 says what the run does
-        elif config.device == "cpu":
-            log(cpu_instances_line(rank))  # before rank_device pins rank 0 to its share
-        config = dataclasses.replace(config, device=rank_device(config.device, rank))
+        config = dataclasses.replace(config, device=rank_device(config.device, rank, log))
     built = build_run(config, log)
     resolved = ResolvedRun.before_run(config, built.model, rank.nodes if rank else 1, compliance_test)
     final_dir = log_dir(options.logs_dir or options.build_dir / "logs", built.model.name, config.backend,
