@@ -71,7 +71,8 @@ VARIABLES = (
              notes={"compliance": "whose runs (default: the newest with both runs)",
                     "submission": "whose runs to package (default: the newest)"}),
     Variable("MODEL", "A model.pytorch (with bert_config.json beside it, else BERT-Large's), a Hugging Face BERT "
-             "directory, or for the ONNX backends an .onnx file.", f"{MODEL_TARGETS} compliance submission",
+             "or DistilBERT directory, or for the ONNX backends an .onnx file.",
+             f"{MODEL_TARGETS} compliance submission",
              "the MLPerf model from make download; without it a random BERT-Large, in a run marked as such",
              notes={"compliance": "the model name under BUILD/logs whose runs to test (default: the newest)",
                     "submission": "the model name under BUILD/logs whose runs to package (default: the newest)",
@@ -133,8 +134,9 @@ VARIABLES = (
              DATA_TARGETS, "squad"),
     Variable("SEED", "DATA=synthetic: the generator's seed. Training: data order, dropout and new weights.",
              f"{DATA_TARGETS} {TRAIN_TARGETS}", "0"),
-    Variable("SHAPE", "A randomly initialised model instead of MODEL: bert-large, bert-base, distilbert (6 layers "
-             "of BERT-Base's width), tiny, or layers=L,hidden=H,heads=A[,intermediate=I].",
+    Variable("SHAPE", "A randomly initialised model instead of MODEL: bert-large, bert-base, distilbert (a "
+             "DistilBERT of distilbert-base's size; inference only), tiny, or "
+             "layers=L,hidden=H,heads=A[,intermediate=I].",
              "perf accuracy scale sweep bench train train-compare train-bench"),
     # --- compliance and submission
     Variable("AUDIT_CONFIG", "make compliance: TEST01's audit.config (the round's own, from an mlcommons/inference "

@@ -1,4 +1,4 @@
-"""Hugging Face backend: transformers' BertForQuestionAnswering on padded batches, as the reference runs it.
+"""Hugging Face backend: transformers' own model (BERT or DistilBERT) on padded batches, as the reference runs it.
 
 Kept as the yardstick the packed `pytorch` backend is checked and benchmarked against.
 """
@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from sut.backend import Backend, parse_options
-from sut.models import LoadedModel
+from sut.models import LoadedModel, model_inputs
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -37,7 +37,7 @@ class HuggingFaceBackend(Backend):
 
     @torch.inference_mode()
     def predict(self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray) -> np.ndarray:
-        output = self.module(input_ids=self._to_device(input_ids), attention_mask=self._to_device(input_mask),
-                             token_type_ids=self._to_device(segment_ids))
+        output = self.module(**model_inputs(self.module, self._to_device(input_ids), self._to_device(input_mask),
+                                            self._to_device(segment_ids)))
         logits = torch.stack((output.start_logits, output.end_logits), dim=-1)
         return logits.float().cpu().numpy()

@@ -1,4 +1,5 @@
-"""Finding and loading the QA model: the MLPerf `model.pytorch`, a Hugging Face directory, or random BERT-Large."""
+"""Finding and loading the QA model: the MLPerf `model.pytorch`, a Hugging Face directory (BERT or DistilBERT),
+or random weights of a shape. What differs between the two families lives here, so backends never learn names."""
 
 from __future__ import annotations
 
@@ -28,14 +29,76 @@ RANDOM_BANNER = banner("NO MODEL GIVEN: using a RANDOMLY INITIALISED BERT-Large.
 
 
 @dataclass(frozen=True)
+class ModelFamily:
+    """An encoder family: transformers' question-answering class, whether it has segment (token type)
+    embeddings, and its weight names as BERT's (regular expressions), which the packed encoder reads."""
+
+    model_type: str
+    qa_class: str
+    segment_ids: bool
+    bert_names: tuple[tuple[str, str], ...] = ()
+
+
+BERT = ModelFamily("bert", "BertForQuestionAnswering", segment_ids=True)
+DISTILBERT = ModelFamily("distilbert", "DistilBertForQuestionAnswering", segment_ids=False, bert_names=(
+    (r"^distilbert\.embeddings\.", "bert.embeddings."),
+    (r"^distilbert\.transformer\.layer\.(\d+)\.", r"bert.encoder.layer.\1."),
+    (r"\.attention\.q_lin\.", ".attention.self.query."),
+    (r"\.attention\.k_lin\.", ".attention.self.key."),
+    (r"\.attention\.v_lin\.", ".attention.self.value."),
+    (r"\.attention\.out_lin\.", ".attention.output.dense."),
+    (r"\.sa_layer_norm\.", ".attention.output.LayerNorm."),
+    (r"\.ffn\.lin1\.", ".intermediate.dense."),
+    (r"\.ffn\.lin2\.", ".output.dense."),
+    (r"\.output_layer_norm\.", ".output.LayerNorm."),
+))
+FAMILIES = {family.model_type: family for family in (BERT, DISTILBERT)}
+
+
+def family_of(module) -> ModelFamily:
+    return FAMILIES[module.config.model_type]
+
+
+def model_inputs(module, input_ids, attention_mask, segment_ids) -> dict:
+    """transformers' keyword arguments for this model: DistilBERT has no segment embeddings and takes none."""
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if family_of(module).segment_ids:
+        inputs["token_type_ids"] = segment_ids
+    return inputs
+
+
+def as_bert(module):
+    """(a BertConfig, the state dict in BERT's weight names) of a loaded question-answering model: what the
+    packed encoder is built from, whichever family the model is."""
+    from transformers import BertConfig
+
+    family, config = family_of(module), module.config
+    state_dict = module.state_dict()
+    if family is BERT:
+        return config, state_dict
+    renamed = {}
+    for key, tensor in state_dict.items():
+        for pattern, replacement in family.bert_names:
+            key = re.sub(pattern, replacement, key)
+        renamed[key] = tensor
+    bert_config = BertConfig(
+        vocab_size=config.vocab_size, hidden_size=config.dim, num_hidden_layers=config.n_layers,
+        num_attention_heads=config.n_heads, intermediate_size=config.hidden_dim, hidden_act=config.activation,
+        max_position_embeddings=config.max_position_embeddings, type_vocab_size=0,
+        layer_norm_eps=module.distilbert.embeddings.LayerNorm.eps)
+    return bert_config, renamed
+
+
+@dataclass(frozen=True)
 class BertShape:
-    """A BERT encoder's size, for randomly initialised models (SHAPE=)."""
+    """An encoder's size, for randomly initialised models (SHAPE=)."""
 
     name: str
     layers: int
     hidden: int
     heads: int
     intermediate: int
+    family: ModelFamily = BERT
 
     @property
     def spec(self) -> str:
@@ -45,7 +108,7 @@ class BertShape:
 SHAPES = {shape.name: shape for shape in (
     BertShape("bert-large", 24, 1024, 16, 4096),
     BertShape("bert-base", 12, 768, 12, 3072),
-    BertShape("distilbert", 6, 768, 12, 3072),  # DistilBERT's depth and width, as a BERT
+    BertShape("distilbert", 6, 768, 12, 3072, DISTILBERT),  # distilbert-base-uncased's shape
     BertShape("tiny", 2, 128, 2, 512),
 )}
 SHAPE_KEYS = ("layers", "hidden", "heads", "intermediate")
@@ -78,7 +141,7 @@ def parse_shape(text: str) -> BertShape:
 
 @dataclass
 class LoadedModel:
-    module: object  # transformers BertForQuestionAnswering, fp32, on CPU, eval mode
+    module: object  # transformers Bert- or DistilBertForQuestionAnswering, fp32, on CPU, eval mode
     name: str  # short name used in log paths
     source: str  # the file or directory it came from, or "random:<shape>"
     is_random: bool
@@ -101,27 +164,35 @@ def _slug(text: str) -> str:
 
 
 def random_bert(shape: BertShape = SHAPES["bert-large"], seed: int = 0) -> LoadedModel:
-    """A BERT of this shape with N(0, 0.02) weights; filled directly, three times faster than transformers' init."""
+    """A model of this shape and family with N(0, 0.02) weights; filled directly, three times faster than
+    transformers' init."""
     import torch
-    from transformers import BertForQuestionAnswering
+    import transformers
     from transformers.initialization import no_init_weights
 
-    config = _bert_config(BERT_LARGE_CONFIG)
-    config.num_hidden_layers, config.hidden_size = shape.layers, shape.hidden
-    config.num_attention_heads, config.intermediate_size = shape.heads, shape.intermediate
+    bert = _bert_config(BERT_LARGE_CONFIG)
+    if shape.family is DISTILBERT:
+        config = transformers.DistilBertConfig(
+            vocab_size=bert.vocab_size, max_position_embeddings=bert.max_position_embeddings, n_layers=shape.layers,
+            dim=shape.hidden, n_heads=shape.heads, hidden_dim=shape.intermediate)
+    else:
+        config = bert
+        config.num_hidden_layers, config.hidden_size = shape.layers, shape.hidden
+        config.num_attention_heads, config.intermediate_size = shape.heads, shape.intermediate
     with no_init_weights():
-        module = BertForQuestionAnswering(config)
+        module = getattr(transformers, shape.family.qa_class)(config)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, parameter in module.named_parameters():
             if parameter.dim() > 1:
                 parameter.normal_(0.0, 0.02, generator=generator)
-            elif name.endswith("LayerNorm.weight"):
+            elif name.endswith(("LayerNorm.weight", "layer_norm.weight")):
                 parameter.fill_(1.0)
             else:
                 parameter.zero_()
     # The source names the shape: caches keyed on it (the ONNX export) never mix two shapes.
-    return LoadedModel(module.eval(), f"{shape.name}-random", f"random:{shape.spec}", is_random=True)
+    source = f"random:{shape.spec}" + ("" if shape.family is BERT else f",family={shape.family.model_type}")
+    return LoadedModel(module.eval(), f"{shape.name}-random", source, is_random=True)
 
 
 def _load_state_dict(path: Path, trust_checkpoint: bool) -> dict:
@@ -227,24 +298,24 @@ def check_vocabulary(path: Path, vocab_size: int, directory: Path | None = None)
                            f"difference at id {differing}); {fix}")
 
 
-SUPPORTED_MODEL_TYPES = ("bert",)
-
-
-def check_architecture(path: Path, config: dict) -> None:
-    """Say what a config.json describes, when it is not a BERT, instead of transformers' long load report."""
+def check_architecture(path: Path, config: dict) -> ModelFamily:
+    """The family a config.json describes; when it is neither, say so instead of transformers' long load report."""
     model_type = config.get("model_type")
     architectures = config.get("architectures") or []
     bert_named = not architectures or any(str(name).startswith("Bert") for name in architectures)
-    if model_type not in (*SUPPORTED_MODEL_TYPES, None) or (model_type is None and not bert_named):
-        named = ", ".join(map(str, architectures)) or "none named"
-        raise HarnessError(f"{path / 'config.json'} describes a {model_type or 'model of no model_type'} "
-                           f"(architectures: {named}); supported: {', '.join(SUPPORTED_MODEL_TYPES)} "
-                           "(BertForQuestionAnswering, fine-tuned on SQuAD)")
+    if model_type in FAMILIES:
+        return FAMILIES[model_type]
+    if model_type is None and bert_named:
+        return BERT
+    named = ", ".join(map(str, architectures)) or "none named"
+    raise HarnessError(f"{path / 'config.json'} describes a {model_type or 'model of no model_type'} "
+                       f"(architectures: {named}); supported: {', '.join(FAMILIES)} "
+                       f"({', '.join(family.qa_class for family in FAMILIES.values())}, fine-tuned on SQuAD)")
 
 
 def load_hf_directory(path: Path, log=print, new_head: bool = False) -> LoadedModel:
     import torch
-    from transformers import BertForQuestionAnswering
+    import transformers
 
     try:
         config = json.loads((path / "config.json").read_text())
@@ -253,13 +324,14 @@ def load_hf_directory(path: Path, log=print, new_head: bool = False) -> LoadedMo
                            "again, or pass another MODEL=") from error
     if not isinstance(config, dict):
         raise HarnessError(f"{path / 'config.json'} is not a model configuration (a JSON object)")
-    check_architecture(path, config)
+    family = check_architecture(path, config)
     check_vocabulary(path / "config.json", config.get("vocab_size", 30522), path)
     weights = [name for name in HF_WEIGHT_NAMES if (path / name).is_file()]
     if not weights:
         raise HarnessError(f"{path} has config.json but no {' or '.join(HF_WEIGHT_NAMES)}")
     try:
-        module, info = BertForQuestionAnswering.from_pretrained(path, dtype=torch.float32, output_loading_info=True)
+        module, info = getattr(transformers, family.qa_class).from_pretrained(path, dtype=torch.float32,
+                                                                               output_loading_info=True)
     except Exception as error:  # noqa: BLE001 - any way transformers fails on a user's files is a bad MODEL
         reason = " ".join(line.strip() for line in str(error).splitlines()[:2])
         raise HarnessError(f"cannot load the model in {path} ({type(error).__name__}: {reason}); check its "
@@ -280,7 +352,8 @@ def load_model(model: str | None, build_dir: Path, allow_random: bool, trust_che
         if not allow_random:
             raise HarnessError(f"SHAPE={shape.name} gives random weights, which an accuracy run refuses; "
                                "give MODEL=<a trained model> instead")
-        log(banner(f"SHAPE={shape.name}: a RANDOMLY INITIALISED BERT, {shape.layers} layers,",
+        kind = "DistilBERT" if shape.family is DISTILBERT else "BERT"
+        log(banner(f"SHAPE={shape.name}: a RANDOMLY INITIALISED {kind}, {shape.layers} layers,",
                    f"hidden {shape.hidden}, {shape.heads} heads, intermediate {shape.intermediate}.",
                    "Results are for PERFORMANCE ONLY; accuracy is meaningless."))
         return random_bert(shape)

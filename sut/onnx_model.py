@@ -19,7 +19,7 @@ import numpy as np
 
 from common.errors import HarnessError
 from common.files import save_atomically
-from sut.models import LoadedModel
+from sut.models import LoadedModel, model_inputs
 
 OPSET = 17
 INPUTS = ("input_ids", "input_mask", "segment_ids")
@@ -29,6 +29,7 @@ INPUT_ALIASES = {  # our name -> names models use for it
     "input_mask": ("input_mask", "attention_mask"),
     "segment_ids": ("segment_ids", "token_type_ids"),
 }
+OPTIONAL_INPUTS = ("segment_ids",)  # a model without segment embeddings (DistilBERT) is exported without it
 START_ALIASES = ("output_start_logits", "start_logits")
 END_ALIASES = ("output_end_logits", "end_logits")
 ONNX_DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
@@ -72,7 +73,7 @@ def export_onnx(model: LoadedModel, cache_dir: Path, log=print) -> Path:
             self.model = module
 
         def forward(self, input_ids, input_mask, segment_ids):
-            output = self.model(input_ids=input_ids, attention_mask=input_mask, token_type_ids=segment_ids)
+            output = self.model(**model_inputs(self.model, input_ids, input_mask, segment_ids))
             return output.start_logits, output.end_logits
 
     log(f"exporting {model.name} to ONNX (once; cached as {path.name})")
@@ -101,12 +102,18 @@ def find_interface(inputs: list[tuple[str, str]], outputs: list[str], path: Path
     mapping = {}
     for ours, aliases in INPUT_ALIASES.items():
         name = next((alias for alias in aliases if alias in types), None)
+        if name is None and ours in OPTIONAL_INPUTS:
+            continue
         if name is None:
             raise HarnessError(f"{path}: no input for {ours} (looked for {', '.join(aliases)}; "
                                f"the model has {', '.join(types)})")
         if types[name] not in ONNX_DTYPES:
             raise HarnessError(f"{path}: input {name} is {types[name]}, expected int64 or int32")
         mapping[ours] = (name, ONNX_DTYPES[types[name]])
+    unknown = [name for name in types if name not in {name for name, _ in mapping.values()}]
+    if unknown:
+        raise HarnessError(f"{path}: input {', '.join(unknown)} is none of ours (we feed "
+                           f"{', '.join(alias for aliases in INPUT_ALIASES.values() for alias in aliases)})")
     start = next((name for name in START_ALIASES if name in outputs), None)
     end = next((name for name in END_ALIASES if name in outputs), None)
     if start and end:

@@ -2,7 +2,7 @@
 
 A batch is one flat row of real tokens plus `cu_seqlens` (where each sequence starts), so the
 matrix products see only real tokens and attention runs per sequence. It loads the weights of a
-Hugging Face BertForQuestionAnswering and gives the same logits (tests/test_packed.py).
+Hugging Face Bert- or DistilBertForQuestionAnswering and gives the same logits (tests/test_packed.py).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qsl.features import MAX_SEQ_LENGTH
+from sut.models import as_bert
 
 
 def varlen_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, cu_seqlens: torch.Tensor,
@@ -100,7 +101,8 @@ class PackedBert(nn.Module):
             raise ValueError(f"packed BERT implements exact GELU only, the model uses {config.hidden_act}")
         self.word_embeddings = nn.Embedding(config.vocab_size, hidden)
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, hidden)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, hidden)
+        # DistilBERT has none: its segment ids are laid out with the others and never read.
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, hidden) if config.type_vocab_size else None
         self.embedding_norm = nn.LayerNorm(hidden, eps=eps)
         self.layers = nn.ModuleList(
             PackedLayer(hidden, config.num_attention_heads, config.intermediate_size, eps)
@@ -110,26 +112,30 @@ class PackedBert(nn.Module):
 
     @classmethod
     def from_huggingface(cls, model) -> PackedBert:
-        """The same weights as a transformers BertForQuestionAnswering, Q/K/V concatenated."""
-        packed = cls(model.config)
-        bert = model.bert
+        """The same weights as a transformers Bert- or DistilBertForQuestionAnswering, Q/K/V concatenated."""
+        config, weights = as_bert(model)
+        packed = cls(config)
+
+        def load(module: nn.Module, prefix: str) -> None:
+            module.load_state_dict({name: weights[prefix + name] for name in module.state_dict()})
+
         with torch.no_grad():
-            embeddings = bert.embeddings
-            packed.word_embeddings.weight.copy_(embeddings.word_embeddings.weight)
-            packed.position_embeddings.weight.copy_(embeddings.position_embeddings.weight)
-            packed.token_type_embeddings.weight.copy_(embeddings.token_type_embeddings.weight)
-            packed.embedding_norm.load_state_dict(embeddings.LayerNorm.state_dict())
-            for ours, theirs in zip(packed.layers, bert.encoder.layer, strict=True):
-                attention = theirs.attention.self
-                ours.qkv.weight.copy_(torch.cat([attention.query.weight, attention.key.weight,
-                                                 attention.value.weight]))
-                ours.qkv.bias.copy_(torch.cat([attention.query.bias, attention.key.bias, attention.value.bias]))
-                ours.attention_out.load_state_dict(theirs.attention.output.dense.state_dict())
-                ours.attention_norm.load_state_dict(theirs.attention.output.LayerNorm.state_dict())
-                ours.ffn_in.load_state_dict(theirs.intermediate.dense.state_dict())
-                ours.ffn_out.load_state_dict(theirs.output.dense.state_dict())
-                ours.ffn_norm.load_state_dict(theirs.output.LayerNorm.state_dict())
-            packed.qa_outputs.load_state_dict(model.qa_outputs.state_dict())
+            load(packed.word_embeddings, "bert.embeddings.word_embeddings.")
+            load(packed.position_embeddings, "bert.embeddings.position_embeddings.")
+            if packed.token_type_embeddings is not None:
+                load(packed.token_type_embeddings, "bert.embeddings.token_type_embeddings.")
+            load(packed.embedding_norm, "bert.embeddings.LayerNorm.")
+            for index, layer in enumerate(packed.layers):
+                theirs = f"bert.encoder.layer.{index}."
+                for part in ("weight", "bias"):
+                    layer.qkv.get_parameter(part).copy_(torch.cat(
+                        [weights[f"{theirs}attention.self.{name}.{part}"] for name in ("query", "key", "value")]))
+                load(layer.attention_out, theirs + "attention.output.dense.")
+                load(layer.attention_norm, theirs + "attention.output.LayerNorm.")
+                load(layer.ffn_in, theirs + "intermediate.dense.")
+                load(layer.ffn_out, theirs + "output.dense.")
+                load(layer.ffn_norm, theirs + "output.LayerNorm.")
+            load(packed.qa_outputs, "qa_outputs.")
         return packed.eval()
 
     def use_tanh_gelu(self, enabled: bool = True) -> PackedBert:
@@ -146,8 +152,9 @@ class PackedBert(nn.Module):
     def forward(self, token_ids: torch.Tensor, segment_ids: torch.Tensor, position_ids: torch.Tensor,
                 cu_seqlens: torch.Tensor, max_length: int) -> torch.Tensor:
         """Flat [tokens] ids -> [tokens, 2] (start, end) logits."""
-        hidden = (self.word_embeddings(token_ids) + self.position_embeddings(position_ids)
-                  + self.token_type_embeddings(segment_ids))
+        hidden = self.word_embeddings(token_ids) + self.position_embeddings(position_ids)
+        if self.token_type_embeddings is not None:
+            hidden = hidden + self.token_type_embeddings(segment_ids)
         hidden = product_input = self.embedding_norm(hidden)
         for layer in self.layers:
             hidden, product_input = layer(hidden, product_input, cu_seqlens, max_length)

@@ -78,7 +78,7 @@ def edit_config(model, **values):
     (lambda model: (model / "vocab.txt").write_text("\n".join(f"[unused{i}]" for i in range(30522))),
      "vocab.txt is another vocabulary than the features' (30522 word pieces, first difference at id 0)"),
     (lambda model: edit_config(model, model_type="gpt2", architectures=["GPT2LMHeadModel"]),
-     "describes a gpt2 (architectures: GPT2LMHeadModel); supported: bert"),
+     "describes a gpt2 (architectures: GPT2LMHeadModel); supported: bert, distilbert"),
 ], ids=["cased-vocab-size", "other-vocab-txt", "gpt2"])
 def test_a_model_that_cannot_read_the_features_is_refused_at_load(tmp_path, build_dir, features, tiny_random_model,
                                                                   change, message):

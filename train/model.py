@@ -16,7 +16,7 @@ from torch.nn import functional
 
 from common.errors import HarnessError
 from qsl.features import PAD_LOGIT  # padding positions' logits: the loss then ignores how far a batch was padded
-from sut.models import BertShape, load_hf_directory, load_model, random_bert
+from sut.models import BERT, BertShape, load_hf_directory, load_model, random_bert
 
 
 def outline(model: str | None, shape: BertShape | None) -> tuple[int, str]:
@@ -26,6 +26,10 @@ def outline(model: str | None, shape: BertShape | None) -> tuple[int, str]:
         raise HarnessError(f"give MODEL= or SHAPE=, not both: SHAPE={shape.name} trains a randomly initialised "
                            "model, MODEL= fine-tunes one")
     if shape is not None:
+        if shape.family is not BERT:
+            raise HarnessError(f"SHAPE={shape.name} is a {shape.family.model_type}, and training fine-tunes BERT "
+                               f"question-answering models; for a BERT of its size give SHAPE=layers={shape.layers},"
+                               f"hidden={shape.hidden},heads={shape.heads},intermediate={shape.intermediate}")
         return shape.layers, f"{shape.name}-scratch"
     if not model:
         raise HarnessError("nothing to train: give MODEL=<a Hugging Face BERT directory, e.g. bert-base-uncased, "

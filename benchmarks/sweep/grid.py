@@ -58,7 +58,7 @@ def identity(args: argparse.Namespace) -> dict:
 
 def sweep_name(args: argparse.Namespace) -> str:
     model = Path(args.model).name if args.model else args.shape or "default-model"
-    parts = [model, args.device or "device", sample_source(args).label.lstrip("-"), args.mode]
+    parts = [model, args.device, sample_source(args).label.lstrip("-"), args.mode]  # no DEVICE: the system's
     return re.sub(r"[^A-Za-z0-9._=+-]+", "-", "-".join(part for part in parts if part))
 
 
