@@ -169,6 +169,8 @@ VARIABLES = (
     Variable("UPDATE_DOCS", "1: make bench and make profile also record their tables in docs/benchmarks.md "
              "(only on a quiet machine).", "bench profile", "0", kind="switch"),
     # --- training
+    Variable("TASK", "finetune (SQuAD question answering) or pretrain (masked-language-model and next-sentence "
+             "heads on generated or real text, from random weights; make pretrain sets it).", "train", "finetune"),
     Variable("PARALLEL", "none (one process), ddp (a replica per worker) or pipeline (a stage per rank, "
              "torch.distributed.pipelining).", "train", "none"),
     Variable("STAGES", "Pipeline stages, one rank each; at most the encoder's layers.", "train train-compare:list",
@@ -176,21 +178,29 @@ VARIABLES = (
     Variable("MICROBATCHES", "Microbatches per pipeline step.", TRAIN_TARGETS, "2 x STAGES"),
     Variable("SCHEDULE", "Pipeline schedule: 1f1b or gpipe.", TRAIN_TARGETS, "1f1b"),
     Variable("STEPS", "Optimiser steps.", f"{TRAIN_TARGETS} train-bench",
-             "EPOCHS epochs' worth (train-compare, train-bench: 30)"),
+             "EPOCHS epochs' worth (pretrain: 50; train-compare, train-bench: 30)"),
     Variable("EPOCHS", "Passes over the training features.", TRAIN_TARGETS, "2"),
     Variable("ACCUMULATE", "Gradient accumulation: each step in this many slices.", TRAIN_TARGETS, "1"),
+    Variable("MICRO_BATCH", "Samples per replica per slice: BATCH_SIZE becomes MICRO_BATCH x ACCUMULATE x WORKERS.",
+             "train", "BATCH_SIZE / ACCUMULATE / WORKERS"),
+    Variable("MAX_PREDICTIONS", "TASK=pretrain: masked word pieces per sequence, at most (15% are masked).", "train",
+             "15% of SEQ_LEN, plus one (20 at 128)"),
+    Variable("STEPS_PER_LOG", "A console line (loss, its parts, samples/s, tokens/s) every N steps.", "train",
+             "none"),
     Variable("LR", "Peak learning rate of AdamW, warmed up over WARMUP then decayed linearly to 0.", TRAIN_TARGETS,
              "5e-5"),
     Variable("WARMUP", "Fraction of the steps over which the learning rate climbs from 0.", TRAIN_TARGETS, "0.1"),
     Variable("DROPOUT", "Dropout everywhere in the model; 0 makes configurations comparable step by step.",
              TRAIN_TARGETS, "the model's own (0.1 for BERT)"),
     Variable("DATASET", "dev-split (offline: the shipped dev set's even articles train, odd ones validate), squad "
-             "or squad_v2 (the hub's sets; needs internet once).", TRAIN_TARGETS, "dev-split"),
+             "or squad_v2 (the hub's sets; needs internet once). TASK=pretrain: synthetic (generated), a text file "
+             "(one sentence per line, a blank line between documents) or a hub corpus with a text column "
+             "(name or name:config).", TRAIN_TARGETS, "dev-split (pretrain: synthetic)"),
     Variable("EVAL_EVERY", "Also validate every N steps (and at step 0).", TRAIN_TARGETS,
              "at each epoch's end and the last step"),
     Variable("VAL_QUESTIONS", "Validate on the first N validation questions.", TRAIN_TARGETS, "all"),
     Variable("CHECKPOINT_EVERY", "Steps between checkpoints (0: epoch ends only); one is also written at the end "
-             "and on Ctrl-C.", "train", "100"),
+             "and on Ctrl-C. TASK=pretrain writes them only when asked, and on Ctrl-C.", "train", "100 (pretrain: 0)"),
     Variable("TARGET_LOSS", "The training loss whose time to reach the summary reports.", TRAIN_TARGETS, "2.0"),
     Variable("RUN", "The training run's folder under BUILD/train.", "train", "from the model and settings"),
     Variable("RESUME", "1: continue the training run from its last checkpoint, with the settings it started with.",

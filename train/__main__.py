@@ -1,11 +1,15 @@
-"""`make train` / `python -m train`: fine-tune a BERT question-answering model on SQuAD, measured step by step.
+"""`make train` / `python -m train`: fine-tune a BERT question-answering model on SQuAD, or pre-train one
+(`make pretrain`: masked-language-model and next-sentence heads), measured step by step.
 
     python -m train --model DIR | --shape S  [--parallel none|ddp|pipeline] [--workers N] [--stages N]
         [--microbatches M] [--schedule 1f1b|gpipe] [--precision fp32|bf16|fp16] [--steps N | --epochs N]
         [--batch-size B] [--accumulate K] [--lr X] [--dataset dev-split|squad|squad_v2] [--resume] [--run NAME]
+    python -m train --task pretrain --shape S [--seq-len 128|384] [--micro-batch B] [--accumulate K]
+        [--parallel ddp --workers N] [--max-predictions P] [--dataset synthetic|FILE|HUB] [--steps-per-log N]
 
 The run folder build/train/<run>/ holds run.json, steps.jsonl, evals.jsonl, checkpoints/, summary.json and
-model/ (a Hugging Face directory: `make accuracy MODEL=build/train/<run>/model`).
+model/ (a Hugging Face directory: `make accuracy MODEL=build/train/<run>/model`); a pre-training run holds
+run.json, steps.jsonl (MLM and NSP losses apart), summary.json and, with matplotlib, steps.png.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ EPILOG = """examples:
   make train MODEL=bert-base-uncased PARALLEL=ddp WORKERS=4 PRECISION=bf16 EPOCHS=2
   make train SHAPE=bert-base PARALLEL=pipeline STAGES=4 MICROBATCHES=8 SCHEDULE=gpipe
   make train ... RESUME=1        continue an interrupted run from its last checkpoint
+  make pretrain SHAPE=bert-large SEQ_LEN=128 MICRO_BATCH=32 ACCUMULATE=4 PRECISION=bf16 STEPS=100
+  make pretrain SHAPE=tiny DATASET=corpus.txt PARALLEL=ddp WORKERS=2 STEPS_PER_LOG=10
   make train-compare             the same data and seed on 1 worker, DDP, 2 and 4 pipeline stages"""
 
 
@@ -98,8 +104,18 @@ def train(config, args, folder: Path, rank, model_name: str, children: list) -> 
     from qsl.features import Featurisation
     from qsl.tokenizer import load_tokenizer
     from train.data import load_split
-    from train.loop import Interrupted, Place, Recorder, Trainer, install_interrupt_flag, summarise
+    from train.loop import (
+        Interrupted,
+        Place,
+        Recorder,
+        Trainer,
+        finetuning_task,
+        install_interrupt_flag,
+        pretraining_task,
+        summarise,
+    )
     from train.model import load_for_training, set_dropout
+    from train.pretrain import load_samples, plot_steps, pretraining_model
 
     if rank is not None:
         device = rank_device(config.device, rank)
@@ -111,15 +127,23 @@ def train(config, args, folder: Path, rank, model_name: str, children: list) -> 
         place = Place(device=config.device)
     log = print if place.leader else (lambda *_: None)
     torch.manual_seed(config.seed)  # a new head's weights: the same on every rank
-    model = load_for_training(config.model, config.bert_shape(), args.build_dir, config.seed, log)
+    tokenizer = load_tokenizer()
+    if config.task == "pretrain":
+        model = pretraining_model(config.bert_shape(), config.seed)
+        samples = load_samples(config.dataset, tokenizer, config.seq_length, config.max_predictions,
+                               config.batch_size * min(config.steps, 256), config.seed, log)
+        task, what = pretraining_task(samples, torch.device(place.device)), f"{len(samples)} pre-training samples"
+    else:
+        model = load_for_training(config.model, config.bert_shape(), args.build_dir, config.seed, log)
+        featurisation = Featurisation(config.seq_length, config.doc_stride)
+        cache = args.build_dir / "train" / "data"
+        train_split = load_split(config.dataset, "train", tokenizer, VOCAB_SHA256, featurisation, cache, log)
+        validation = load_split(config.dataset, "validation", tokenizer, VOCAB_SHA256, featurisation, cache, log)
+        task = finetuning_task(train_split, validation, torch.device(place.device), config.parallel)
+        what = f"{len(train_split.features)} training features"
     if config.dropout is not None:
         set_dropout(model, config.dropout)
-    tokenizer = load_tokenizer()
-    featurisation = Featurisation(config.seq_length, config.doc_stride)
-    cache = args.build_dir / "train" / "data"
-    train_split = load_split(config.dataset, "train", tokenizer, VOCAB_SHA256, featurisation, cache, log)
-    validation = load_split(config.dataset, "validation", tokenizer, VOCAB_SHA256, featurisation, cache, log)
-    trainer = Trainer(config, model, model_name, train_split, validation, tokenizer, folder, place, SHIPPED_VOCAB, log)
+    trainer = Trainer(config, model, model_name, task, tokenizer, folder, place, SHIPPED_VOCAB, log)
     step = trainer.resume() if args.resume else 0
     if args.resume and step == trainer.total_steps and (folder / "summary.json").is_file():
         log(f"{folder} finished all {step} steps before: nothing to resume (its model: {folder / 'model'})")
@@ -135,9 +159,10 @@ def train(config, args, folder: Path, rank, model_name: str, children: list) -> 
             "config": config.as_dict(), "started": started,
             "command": shlex.join([sys.executable, "-m", "train", *sys.argv[1:]])}, indent=2) + "\n")
     recorder = Recorder(folder, step) if place.leader else None
-    log(f"training {model_name}: {config.parallel} over {place.world} rank{'s' * (place.world > 1)} on "
+    doing = "pre-training" if config.task == "pretrain" else "training"
+    log(f"{doing} {model_name}: {config.parallel} over {place.world} rank{'s' * (place.world > 1)} on "
         f"{config.device}, {config.precision}, {trainer.total_steps} steps of {config.batch_size} features "
-        f"({len(train_split.features)} training features, {trainer.order.steps_per_epoch} steps per epoch); "
+        f"({what}, {trainer.order.steps_per_epoch} steps per epoch); "
         f"run folder {folder}")
     interrupted, restore = install_interrupt_flag()
     try:
@@ -157,10 +182,17 @@ def train(config, args, folder: Path, rank, model_name: str, children: list) -> 
     if recorder is not None:
         summary = summarise(recorder, config, session, folder, model_dir)
         (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        for key in ("runtime_s", "mean_samples_per_s", "mean_tokens_per_s", "final_loss", "time_to_target_loss_s",
-                    "validation_loss", "exact_match", "f1", "peak_memory_mb", "gpu_util_mean", "energy_j"):
+        keys = (("first_loss", "final_loss", "final_mlm_loss", "final_nsp_loss") if config.task == "pretrain" else
+                ("final_loss", "time_to_target_loss_s", "validation_loss", "exact_match", "f1"))
+        for key in ("runtime_s", "mean_samples_per_s", "mean_tokens_per_s", *keys, "peak_memory_mb", "gpu_util_mean",
+                    "energy_j"):
             log(f"  {key:<22} {summary[key]}")
-        log(f"summary: {folder / 'summary.json'}\nmodel: {model_dir}\nscore it: make accuracy MODEL={model_dir}")
+        log(f"summary: {folder / 'summary.json'}")
+        if config.task == "pretrain":
+            plotted = plot_steps(recorder.steps, folder / "steps.png")
+            log(f"plot: {plotted}" if plotted else "no plot: pip install '.[plot]' for steps.png")
+        else:
+            log(f"model: {model_dir}\nscore it: make accuracy MODEL={model_dir}")
     leave()
     return 0
 

@@ -13,13 +13,16 @@ from qsl.samples import resolve_samples
 from sut.models import parse_shape
 from train.data import DATASETS
 from train.parallel import SCHEDULES
+from train.pretrain import MASK_RATE
 
+TASKS = ("finetune", "pretrain")
 PARALLEL_MODES = ("none", "ddp", "pipeline")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
+    task: str
     model: str | None
     shape: str | None
     dataset: str
@@ -46,6 +49,8 @@ class TrainConfig:
     val_questions: int | None
     checkpoint_every: int
     target_loss: float
+    max_predictions: int  # pre-training: masked word pieces per sequence, at most
+    steps_per_log: int  # a console line every N steps (0: none)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -56,7 +61,8 @@ class TrainConfig:
 
     def default_run_name(self, model_name: str) -> str:
         layout = {"none": "", "ddp": f"-ddp{self.workers}", "pipeline": f"-pipeline{self.stages}-{self.schedule}"}
-        return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{model_name}{layout[self.parallel]}-{self.precision}-"
+        task = f"-pretrain-seq{self.seq_length}" if self.task == "pretrain" else ""
+        return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{model_name}{task}{layout[self.parallel]}-{self.precision}-"
                                                  f"{self.device.split(':')[0]}-b{self.batch_size}")
 
 
@@ -108,6 +114,7 @@ def check_device(device: str, ranks: int) -> None:
 
 def resolve(args) -> TrainConfig:
     """Every option as given (or its default), checked against the others; nothing is loaded yet."""
+    task = _choice("TASK", args.task, TASKS)
     parallel = _choice("PARALLEL", args.parallel, PARALLEL_MODES)
     workers = whole_number("WORKERS", args.workers, 1)
     stages = whole_number("STAGES", args.stages, 2)
@@ -116,6 +123,8 @@ def resolve(args) -> TrainConfig:
                            "per worker) or PARALLEL=pipeline (a stage per worker)")
     if stages is not None and parallel != "pipeline":
         raise HarnessError(f"STAGES={stages} splits the model for PARALLEL=pipeline, not PARALLEL={parallel}")
+    if parallel == "pipeline" and task == "pretrain":
+        raise HarnessError("TASK=pretrain runs PARALLEL=none or ddp; pipelines are for fine-tuning so far")
     if parallel == "pipeline":
         stages = stages or workers or 2
         if workers is not None and workers != stages:
@@ -135,8 +144,9 @@ def resolve(args) -> TrainConfig:
         raise HarnessError(f"SCHEDULE={args.schedule} is for PARALLEL=pipeline")
     if args.shape:
         parse_shape(args.shape)
-    batch_size = whole_number("BATCH_SIZE", args.batch_size, 1) or 32
     accumulate = whole_number("ACCUMULATE", args.accumulate, 1) or 1
+    batch_size = global_batch(whole_number("BATCH_SIZE", args.batch_size, 1),
+                              whole_number("MICRO_BATCH", args.micro_batch, 1), accumulate, workers)
     if batch_size % accumulate:
         raise HarnessError(f"BATCH_SIZE={batch_size} does not divide into ACCUMULATE={accumulate} equal slices")
     featurisation = resolve_samples("squad", args.seq_len, args.doc_stride).featurisation
@@ -145,26 +155,68 @@ def resolve(args) -> TrainConfig:
     dropout = None if args.dropout in (None, "") else _number("DROPOUT", args.dropout, 0.0, 0.0, 0.9)
     val_questions = whole_number("VAL_QUESTIONS", args.val_questions, 1)
     checkpoint_every = whole_number("CHECKPOINT_EVERY", args.checkpoint_every, 0)
+    max_predictions = whole_number("MAX_PREDICTIONS", args.max_predictions, 1)
+    if task == "pretrain":
+        dataset = pretraining_dataset(args.dataset)
+        if max_predictions is not None and max_predictions > featurisation.seq_length - 3:
+            raise HarnessError(f"MAX_PREDICTIONS={max_predictions} is more than the {featurisation.seq_length - 3} "
+                               f"word pieces a {featurisation.seq_length}-token sequence holds")
+        for name, value in (("EVAL_EVERY", args.eval_every), ("VAL_QUESTIONS", args.val_questions)):
+            if value not in (None, ""):
+                raise HarnessError(f"{name}={value} is for fine-tuning: pre-training measures, it does not validate")
+    else:
+        dataset = _choice("DATASET", args.dataset, DATASETS)
+        if max_predictions is not None:
+            raise HarnessError(f"MAX_PREDICTIONS={max_predictions} is for TASK=pretrain")
     return TrainConfig(
-        model=args.model or None, shape=args.shape or None, dataset=_choice("DATASET", args.dataset, DATASETS),
+        task=task, model=args.model or None, shape=args.shape or None, dataset=dataset,
         parallel=parallel, workers=workers, stages=stages or 1, microbatches=microbatches if parallel == "pipeline"
         else 1, schedule=schedule, precision=_choice("PRECISION", args.precision, PRECISIONS), device=device,
-        epochs=whole_number("EPOCHS", args.epochs, 1) or 2, steps=steps, batch_size=batch_size,
-        accumulate=accumulate, lr=_number("LR", args.lr, 5e-5, 1e-9, 1.0),
+        epochs=whole_number("EPOCHS", args.epochs, 1) or 2, steps=steps or (50 if task == "pretrain" else None),
+        batch_size=batch_size, accumulate=accumulate,
+        lr=_number("LR", args.lr, 1e-4 if task == "pretrain" else 5e-5, 1e-9, 1.0),
         warmup=_number("WARMUP", args.warmup, 0.1, 0.0, 1.0), weight_decay=0.01, max_grad_norm=1.0,
         dropout=dropout, seed=whole_number("SEED", args.seed, 0) or 0, seq_length=featurisation.seq_length,
         doc_stride=featurisation.doc_stride, eval_every=whole_number("EVAL_EVERY", args.eval_every, 0) or 0,
-        val_questions=val_questions, checkpoint_every=100 if checkpoint_every is None else checkpoint_every,
-        target_loss=_number("TARGET_LOSS", args.target_loss, 2.0, 0.0))
+        val_questions=val_questions,
+        checkpoint_every=checkpoint_every if checkpoint_every is not None else 0 if task == "pretrain" else 100,
+        target_loss=_number("TARGET_LOSS", args.target_loss, 2.0, 0.0),
+        max_predictions=max_predictions or max(1, round(featurisation.seq_length * MASK_RATE) + 1),
+        steps_per_log=whole_number("STEPS_PER_LOG", args.steps_per_log, 0) or 0)
+
+
+def global_batch(batch_size: int | None, micro_batch: int | None, accumulate: int, workers: int) -> int:
+    """BATCH_SIZE, or MICRO_BATCH x ACCUMULATE x WORKERS (the replicas), as pre-training recipes give it."""
+    if micro_batch is None:
+        return batch_size or 32
+    product = micro_batch * accumulate * workers
+    if batch_size is not None and batch_size != product:
+        raise HarnessError(f"BATCH_SIZE={batch_size}, but MICRO_BATCH={micro_batch} x ACCUMULATE={accumulate} x "
+                           f"{workers} replica{'s' * (workers > 1)} is {product}: give one of them")
+    return product
+
+
+def pretraining_dataset(dataset: str | None) -> str:
+    """synthetic (the default), a text file that is there, or a Hugging Face hub corpus (name or name:config)."""
+    dataset = dataset or "synthetic"
+    if dataset in DATASETS:
+        raise HarnessError(f"DATASET={dataset} is SQuAD, for fine-tuning; TASK=pretrain takes synthetic, a text file "
+                           "(one sentence per line, a blank line between documents) or a hub corpus name")
+    looks_like_file = dataset.startswith(("/", ".", "~")) or Path(dataset).suffix == ".txt"
+    if dataset != "synthetic" and looks_like_file and not Path(dataset).expanduser().is_file():
+        raise HarnessError(f"DATASET={dataset}: no such file (a pre-training text: one sentence per line, a blank "
+                           "line between documents)")
+    return dataset
 
 
 def resolve_and_check(args) -> tuple[TrainConfig, str]:
     """The settings and the model's short name, with every check that needs neither data nor ranks: what
     stops a run before it starts (train/__main__.py) or keeps `make train-compare` from starting it."""
-    from train.model import layer_split, outline
+    from train.model import layer_split, outline, pretraining_outline
 
     config = resolve(args)
-    layers, model_name = outline(config.model, config.bert_shape())
+    layers, model_name = (pretraining_outline(config.model, config.bert_shape()) if config.task == "pretrain"
+                          else outline(config.model, config.bert_shape()))
     if config.parallel == "pipeline":
         layer_split(layers, config.stages)  # before MICROBATCHES, whose default follows STAGES
     check_batch_split(config)

@@ -1,4 +1,5 @@
-"""The training loop, the same for every PARALLEL: steps, optimiser, loss scaling, evaluation, checkpoints, metrics.
+"""The training loop, the same for every PARALLEL and task (SQuAD fine-tuning, pre-training): steps, optimiser,
+loss scaling, evaluation, checkpoints, metrics.
 
 Step s trains on rows fixed by (SEED, s) alone and reseeds dropout from them too, so a resumed run retraces
 the curve an uninterrupted one draws. Rank 0 writes the run folder (build/train/<run>/): run.json,
@@ -11,6 +12,7 @@ import json
 import math
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +25,9 @@ from train import checkpoint
 from train.config import TrainConfig
 from train.data import Split
 from train.evaluate import evaluate
-from train.model import QaStage, save_model
+from train.model import QaStage, qa_losses, save_model
 from train.parallel import Batches, DdpEngine, PipelineEngine, SingleEngine
+from train.pretrain import LOSS_PARTS, PretrainingBatches, PretrainingSamples, PretrainStage, pretraining_loss
 
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 THROUGHPUT_WARMUP_STEPS = 5  # left out of the mean throughput (first steps allocate, tune kernels, fill caches)
@@ -87,6 +90,39 @@ def parameter_groups(module: torch.nn.Module, weight_decay: float) -> list[dict]
 
 
 @dataclass
+class Task:
+    """What a task gives the loop: the rows steps draw from, their tensors, the stage trained and its loss.
+
+    Fine-tuning also validates (held-out questions) and saves the model; pre-training measures only: no
+    evaluation, no model, and checkpoints only where CHECKPOINT_EVERY or a Ctrl-C asks for one.
+    """
+
+    rows: np.ndarray
+    lengths: np.ndarray  # tokens of every row
+    batches: object  # .tensors(rows) -> (the stage's inputs, the loss's targets)
+    stage: Callable[[object, torch.dtype | None], torch.nn.Module]  # (model, autocast dtype) -> the whole model
+    loss: Callable
+    loss_parts: tuple[str, ...] = ()
+    validation: Split | None = None
+
+    @property
+    def measures_only(self) -> bool:
+        return self.validation is None
+
+
+def finetuning_task(train: Split, validation: Split, device: torch.device, parallel: str) -> Task:
+    features = train.features
+    return Task(np.flatnonzero(features.trainable), features.lengths, Batches(features, device, parallel != "pipeline"),
+                lambda model, dtype: QaStage(model, range(model.config.num_hidden_layers), dtype), qa_losses,
+                validation=validation)
+
+
+def pretraining_task(samples: PretrainingSamples, device: torch.device) -> Task:
+    return Task(np.arange(len(samples)), samples.lengths, PretrainingBatches(samples, device), PretrainStage,
+                pretraining_loss, LOSS_PARTS)
+
+
+@dataclass
 class Place:
     rank: int = 0
     world: int = 1
@@ -119,22 +155,21 @@ class Recorder:
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, model, model_name: str, train: Split, validation: Split, tokenizer,
-                 run_dir: Path, place: Place, vocabulary: Path, log=print):
-        self.config, self.train, self.validation, self.tokenizer = config, train, validation, tokenizer
+    def __init__(self, config: TrainConfig, model, model_name: str, task: Task, tokenizer, run_dir: Path,
+                 place: Place, vocabulary: Path, log=print):
+        self.config, self.task, self.tokenizer = config, task, tokenizer
         self.run_dir, self.place, self.vocabulary, self.log = run_dir, place, vocabulary, log
         self.model_name, self.model_config = model_name, model.config
         self.device = torch.device(place.device)
         self.autocast = AUTOCAST[config.precision]
-        batches = Batches(train.features, self.device, trim=config.parallel != "pipeline")
         if config.parallel == "pipeline":
-            self.engine = PipelineEngine(model, batches, place.rank, config.stages, config.microbatches,
+            self.engine = PipelineEngine(model, task.batches, place.rank, config.stages, config.microbatches,
                                          config.schedule, self.autocast, self.device)
         else:
-            stage = QaStage(model, range(model.config.num_hidden_layers), self.autocast).to(self.device)
-            self.engine = (DdpEngine(stage, batches, place.rank, place.world, self.device)
-                           if config.parallel == "ddp" else SingleEngine(stage, batches))
-        self.order = Order(np.flatnonzero(train.features.trainable), config.batch_size, config.seed)
+            stage = task.stage(model, self.autocast).to(self.device)
+            self.engine = (DdpEngine(stage, task.batches, place.rank, place.world, self.device, task.loss)
+                           if config.parallel == "ddp" else SingleEngine(stage, task.batches, task.loss))
+        self.order = Order(task.rows, config.batch_size, config.seed)
         self.total_steps = config.steps or config.epochs * self.order.steps_per_epoch
         self.optimizer = torch.optim.AdamW(parameter_groups(self.engine.stage, config.weight_decay), lr=config.lr)
         warmup_steps = int(config.warmup * self.total_steps)
@@ -202,12 +237,13 @@ class Trainer:
         return self.eval_model
 
     # -- the loop ---------------------------------------------------------------------------------------
-    def train_step(self, rows: np.ndarray) -> tuple[float, float, bool]:
-        """One optimiser step over the global batch: its mean loss, the learning rate it used, whether it was kept."""
+    def train_step(self, rows: np.ndarray) -> tuple[np.ndarray, float, bool]:
+        """One optimiser step over the global batch: its mean losses (the loss, then its parts), the learning rate
+        it used, whether it was kept."""
         config = self.config
         torch.manual_seed(config.seed * 1_000_003 + self.step * 1_000 + self.place.rank)  # dropout, step by step
         factor = self.loss_scale.value / config.accumulate
-        loss = 0.0
+        loss = np.zeros(1 + len(self.task.loss_parts))
         slices = np.split(rows, config.accumulate)
         for index, rows_of_slice in enumerate(slices):
             loss += self.engine.forward_backward(rows_of_slice, factor, last_slice=index == len(slices) - 1)
@@ -234,7 +270,7 @@ class Trainer:
         meter.start()
         with tqdm(total=self.total_steps, initial=self.step, desc="train", unit="step", disable=not place.leader,
                   dynamic_ncols=True) as bar:  # closed on any way out, so an error prints on a line of its own
-            if self.step == 0 and self.config.eval_every:  # where the curve starts
+            if self.step == 0 and self.config.eval_every and not self.task.measures_only:  # the curve's start
                 self.validate(recorder)
             self.engine.stage.train()
             while self.step < self.total_steps:
@@ -245,32 +281,38 @@ class Trainer:
 
     def run_step(self, recorder: Recorder | None, interrupted, meter, bar) -> bool:
         """One step, its row, and the evaluation and checkpoint due after it; whether any rank asked to stop."""
-        config = self.config
+        config, task = self.config, self.task
         rows = self.order.batch(self.step)
         began = time.perf_counter()
-        loss, learning_rate, kept = self.train_step(rows)
-        loss, stop = self.engine.reduce_sum([loss, float(interrupted())])
+        losses, learning_rate, kept = self.train_step(rows)
+        *losses, stop = self.engine.reduce_sum([*losses, float(interrupted())])
         self.synchronise()
         seconds = time.perf_counter() - began
         self.step += 1
         self.train_seconds += seconds
+        loss, parts = losses[0], dict(zip(task.loss_parts, losses[1:], strict=True))
         if recorder is not None:
             samples_per_s = len(rows) / seconds
+            tokens_per_s = float(task.lengths[rows].sum()) / seconds
             recorder.add(recorder.steps_path, recorder.steps, {
                 "step": self.step, "epoch": (self.step - 1) // self.order.steps_per_epoch + 1,
                 "wall_s": round(self.elapsed + self.session_seconds(), 4), "train_s": round(self.train_seconds, 4),
-                "step_s": round(seconds, 5),
-                "samples_per_s": round(samples_per_s, 3),
-                "tokens_per_s": round(float(self.train.features.lengths[rows].sum()) / seconds, 1),
-                "loss": loss, "lr": learning_rate, "kept": kept, "loss_scale": self.loss_scale.value,
+                "step_s": round(seconds, 5), "samples_per_s": round(samples_per_s, 3),
+                "tokens_per_s": round(tokens_per_s, 1), "loss": loss, **parts, "lr": learning_rate, "kept": kept,
+                "loss_scale": self.loss_scale.value,
                 "peak_memory_mb": round(peak_memory(self.place.device) / 2 ** 20, 1), "gpu_util": meter.utilisation()})
             bar.set_postfix(loss=f"{loss:.3f}", samples_s=f"{samples_per_s:.1f}", refresh=False)
+            if config.steps_per_log and self.step % config.steps_per_log == 0:
+                described = "".join(f", {name.removesuffix('_loss')} {value:.4f}" for name, value in parts.items())
+                bar.write(f"step {self.step}: loss {loss:.4f}{described}, {samples_per_s:.1f} samples/s, "
+                          f"{tokens_per_s:.0f} tokens/s")
         bar.update(1)
         last = self.step == self.total_steps
         end_of_epoch = self.step % self.order.steps_per_epoch == 0
-        if last or end_of_epoch or (config.eval_every and self.step % config.eval_every == 0):
+        ends = (last or end_of_epoch) and not task.measures_only
+        if ends or (config.eval_every and self.step % config.eval_every == 0 and not task.measures_only):
             self.validate(recorder)
-        if stop or last or end_of_epoch or (config.checkpoint_every and self.step % config.checkpoint_every == 0):
+        if stop or ends or (config.checkpoint_every and self.step % config.checkpoint_every == 0):
             self.save_checkpoint()
         return bool(stop)
 
@@ -278,7 +320,7 @@ class Trainer:
         model = self.full_model()
         if model is not None:
             model.eval()
-            evaluation = evaluate(model, self.validation, self.tokenizer, self.vocabulary, self.device,
+            evaluation = evaluate(model, self.task.validation, self.tokenizer, self.vocabulary, self.device,
                                   self.config.val_questions, show_progress=True)
             if recorder is not None:
                 recorder.add(recorder.evals_path, recorder.evals, {
@@ -290,8 +332,9 @@ class Trainer:
         self.engine.stage.train()
 
     def save(self) -> Path | None:
-        """The fine-tuned model as a Hugging Face directory (rank 0), for `make accuracy MODEL=...`."""
-        model = self.full_model()
+        """The fine-tuned model as a Hugging Face directory (rank 0), for `make accuracy MODEL=...`; pre-training
+        saves none."""
+        model = None if self.task.measures_only else self.full_model()
         if model is None:
             return None
         from transformers import BertForQuestionAnswering
@@ -317,6 +360,11 @@ def install_interrupt_flag():
     return (lambda: flag["set"]), (lambda: signal.signal(signal.SIGINT, previous))
 
 
+def smoothed_mean(steps: list[dict], key: str) -> float:
+    """Of the last SMOOTHING_STEPS rows: a final loss that one noisy step does not decide."""
+    return float(np.mean([row[key] for row in steps[-SMOOTHING_STEPS:]]))
+
+
 def summarise(recorder: Recorder, config: TrainConfig, session: dict, run_dir: Path, model_dir: Path | None) -> dict:
     steps, evals = recorder.steps, recorder.evals
     measured = steps[THROUGHPUT_WARMUP_STEPS:] or steps
@@ -329,7 +377,8 @@ def summarise(recorder: Recorder, config: TrainConfig, session: dict, run_dir: P
     last_eval = evals[-1] if evals else {}
     utilisation = [row["gpu_util"] for row in steps if row["gpu_util"] is not None]
     return {
-        "run": run_dir.name, "parallel": config.parallel, "workers": config.workers, "stages": config.stages,
+        "run": run_dir.name, "task": config.task, "parallel": config.parallel, "workers": config.workers,
+        "stages": config.stages,
         "schedule": config.schedule if config.parallel == "pipeline" else None, "precision": config.precision,
         "device": config.device, "batch_size": config.batch_size, "steps": len(steps),
         "samples": len(steps) * config.batch_size, "runtime_s": round(session["runtime_s"], 3),
@@ -338,7 +387,9 @@ def summarise(recorder: Recorder, config: TrainConfig, session: dict, run_dir: P
         "mean_tokens_per_s": round(sum(row["tokens_per_s"] * row["step_s"] for row in measured) / seconds, 1)
         if seconds else None,
         "throughput_warmup_steps": len(steps) - len(measured),
-        "final_loss": smoothed[-1] if smoothed else None, "target_loss": config.target_loss,
+        "first_loss": losses[0] if losses else None, "final_loss": smoothed[-1] if smoothed else None,
+        **{f"final_{part}": smoothed_mean(steps, part) for part in LOSS_PARTS if steps and part in steps[-1]},
+        "target_loss": config.target_loss,
         "time_to_target_loss_s": reached,
         "validation_loss": last_eval.get("loss"), "exact_match": last_eval.get("exact_match"),
         "f1": last_eval.get("f1"), "validation_questions": last_eval.get("questions"),

@@ -60,6 +60,17 @@ def outline(model: str | None, shape: BertShape | None) -> tuple[int, str]:
     return int(config.get("num_hidden_layers", 0)), path.name if path.is_dir() else path.parent.name
 
 
+def pretraining_outline(model: str | None, shape: BertShape | None) -> tuple[int, str]:
+    """Pre-training starts from random weights of a BERT shape."""
+    if model or shape is None:
+        raise HarnessError("TASK=pretrain trains a randomly initialised BERT: give SHAPE=<bert-large, bert-base, "
+                           "tiny or layers=L,hidden=H,heads=A> and no MODEL")
+    if shape.family is not BERT:
+        raise HarnessError(f"SHAPE={shape.name} is a {shape.family.model_type}; pre-training here is BERT's (MLM and "
+                           "next-sentence heads): give a BERT shape")
+    return shape.layers, shape.name
+
+
 def load_for_training(model: str | None, shape: BertShape | None, build_dir: Path, seed: int, log=print):
     """A BertForQuestionAnswering to fine-tune, fp32 on the CPU: MODEL's weights, or SHAPE's random ones.
 
@@ -129,6 +140,11 @@ def qa_loss(logits: torch.Tensor, positions: torch.Tensor, reduction: str = "mea
     """Mean of the start and end cross-entropies (Hugging Face's question-answering loss)."""
     return (functional.cross_entropy(logits[..., 0], positions[:, 0], reduction=reduction)
             + functional.cross_entropy(logits[..., 1], positions[:, 1], reduction=reduction)) / 2
+
+
+def qa_losses(logits: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """[the loss]: fine-tuning's in the shape every task's losses take (the loss minimised, then any parts)."""
+    return qa_loss(logits, positions)[None]
 
 
 def set_dropout(model, probability: float) -> None:

@@ -2,7 +2,8 @@
 
 Each engine takes the rows of one accumulation slice (the whole global batch when ACCUMULATE=1), leaves
 every parameter's gradient of `factor x mean loss over the slice` summed into .grad, and returns the
-slice's mean loss. The loop (train/loop.py) owns everything else, the same for all three.
+slice's mean losses: the task's loss function gives [the loss minimised, then its parts] (pre-training's MLM
+and NSP). The loop (train/loop.py) owns everything else, the same for all three.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from train.model import QaStage, layer_split, qa_loss
+from train.model import QaStage, layer_split, qa_loss, qa_losses
 
 SCHEDULES = ("1f1b", "gpipe")
 
@@ -39,14 +40,14 @@ class SingleEngine:
 
     world = 1
 
-    def __init__(self, stage: QaStage, batches: Batches):
-        self.stage, self.module, self.batches = stage, stage, batches
+    def __init__(self, stage: torch.nn.Module, batches, loss=qa_losses):
+        self.stage, self.module, self.batches, self.loss = stage, stage, batches, loss
 
-    def forward_backward(self, rows: np.ndarray, factor: float, last_slice: bool) -> float:
-        inputs, positions = self.batches.tensors(rows)
-        loss = qa_loss(self.module(*inputs), positions)
-        (loss * factor).backward()
-        return loss.item()
+    def forward_backward(self, rows: np.ndarray, factor: float, last_slice: bool) -> np.ndarray:
+        inputs, targets = self.batches.tensors(rows)
+        losses = self.loss(self.module(*inputs), targets)
+        (losses[0] * factor).backward()
+        return losses.detach().double().cpu().numpy()
 
     def state_dict(self) -> dict:
         """The whole model's weights (rank 0 of a pipeline gathers every stage's)."""
@@ -63,13 +64,13 @@ class SingleEngine:
 class DdpEngine(SingleEngine):
     """PARALLEL=ddp: every rank a full replica on its share of each slice; DDP averages the gradients."""
 
-    def __init__(self, stage: QaStage, batches: Batches, rank: int, world: int, device: torch.device):
+    def __init__(self, stage: torch.nn.Module, batches, rank: int, world: int, device: torch.device, loss=qa_losses):
         from torch.nn.parallel import DistributedDataParallel
 
-        self.stage, self.batches, self.rank, self.world = stage, batches, rank, world
+        self.stage, self.batches, self.rank, self.world, self.loss = stage, batches, rank, world, loss
         self.module = DistributedDataParallel(stage, device_ids=[device] if device.type == "cuda" else None)
 
-    def forward_backward(self, rows: np.ndarray, factor: float, last_slice: bool) -> float:
+    def forward_backward(self, rows: np.ndarray, factor: float, last_slice: bool) -> np.ndarray:
         share = np.array_split(rows, self.world)[self.rank]
         with nullcontext() if last_slice else self.module.no_sync():  # gradients averaged once per step
             return super().forward_backward(share, factor, last_slice) / self.world  # the loop sums ranks
@@ -99,7 +100,7 @@ class PipelineEngine:
         """Per microbatch: each is 1/M of the slice, so the summed gradients are those of the slice's mean."""
         return qa_loss(logits, positions) * (self.factor / self.microbatches)
 
-    def forward_backward(self, rows: np.ndarray, factor: float, last_slice: bool) -> float:
+    def forward_backward(self, rows: np.ndarray, factor: float, last_slice: bool) -> np.ndarray:
         inputs, positions = self.batches.tensors(rows)
         self.factor = factor
         losses: list[torch.Tensor] = []
@@ -109,7 +110,7 @@ class PipelineEngine:
             self.schedule.step(target=positions, losses=losses)
         else:
             self.schedule.step()
-        return sum(loss.item() for loss in losses) / factor  # the last stage's; 0 elsewhere (the loop sums ranks)
+        return np.array([sum(loss.item() for loss in losses) / factor])  # the last stage's; 0 elsewhere (summed)
 
     def state_dict(self) -> dict:
         """Rank 0: every stage's weights merged into one state dict; other ranks send theirs and get {}."""
