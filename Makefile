@@ -12,7 +12,7 @@ else
 ENV    :=
 endif
 
-.PHONY: help all setup features perf accuracy compliance submission download sweep scale bench profile train pretrain train-compare train-bench device-check test test-fast mutation lint docs clean distclean
+.PHONY: help all setup features perf accuracy compliance submission download sweep scale bench profile train pretrain pretrain-sweep train-compare train-bench device-check test test-fast mutation lint docs clean distclean
 
 help:
 	@echo "bert99-harness, MLPerf Inference bert-99 (SQuAD v1.1). Guides: docs/ (make docs builds the site in $(BUILD)/site)"
@@ -21,7 +21,7 @@ help:
 	@echo "          make compliance (TEST01), make submission (SHORT=1: SCC short; SHORT=0: closed)"
 	@echo "Set up:   make setup, make download, make features"
 	@echo "Measure:  make bench, make profile, make sweep, make scale, make device-check (a lent GPU)"
-	@echo "Train:    make train, make pretrain, make train-compare, make train-bench"
+	@echo "Train:    make train, make pretrain, make pretrain-sweep, make train-compare, make train-bench"
 	@echo "Check:    make test, make test-fast, make mutation, make lint, make docs; make clean, make distclean"
 	@echo "Variables (each one's targets, default and meaning: docs/reference/variables.md):"
 	@echo "$(VARIABLE_NAMES)" | fold -s -w 100 | sed 's/^/  /'
@@ -99,6 +99,10 @@ train: $(ENV)
 # and losses step by step under $(BUILD)/train/<run>/ (train/pretrain.py).
 pretrain: $(ENV)
 	$(PYTHON) -m train --task pretrain $(ARGS_train)
+
+# Pre-training throughput over MICRO_BATCHES, one make pretrain run each (benchmarks/pretrain_sweep.py).
+pretrain-sweep: $(ENV)
+	$(PYTHON) -m benchmarks.pretrain_sweep $(ARGS_pretrain_sweep)
 
 # The same training on one worker, DDP over WORKERS and pipelines of STAGES (benchmarks/train_compare.py).
 train-compare: $(ENV)

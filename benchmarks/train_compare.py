@@ -25,7 +25,7 @@ from common.variables import add_variables
 
 PASSED_THROUGH = ("model", "shape", "dataset", "precision", "device", "steps", "epochs", "batch_size", "accumulate",
                   "lr", "warmup", "dropout", "seed", "seq_len", "doc_stride", "eval_every", "val_questions",
-                  "microbatches", "schedule", "target_loss")
+                  "microbatches", "schedule", "target_loss", "max_predictions", "steps_per_log")
 QUICK_STEPS = 30  # without STEPS or EPOCHS: a quick comparison, not two epochs per configuration
 
 
@@ -47,13 +47,14 @@ def why_not(args: argparse.Namespace, layout: list[str]) -> str | None:
 
 
 def train_arguments(args: argparse.Namespace, layout: list[str]) -> list[str]:
+    """`python -m train`'s words for this layout: the driver's options that were given (those it takes), and
+    STEPS=QUICK_STEPS unless STEPS or EPOCHS was."""
     words = [*layout, "--build-dir", str(args.build_dir), *given_options(args, PASSED_THROUGH)]
-    if args.steps is None and args.epochs is None:
+    if args.steps is None and getattr(args, "epochs", None) is None:
         words += ["--steps", str(QUICK_STEPS)]
-    if args.microbatches is not None and "pipeline" not in layout:
-        words = _without(words, "--microbatches")
-    if args.schedule is not None and "pipeline" not in layout:
-        words = _without(words, "--schedule")
+    for option in ("microbatches", "schedule"):
+        if getattr(args, option, None) is not None and "pipeline" not in layout:
+            words = _without(words, f"--{option}")
     return words
 
 
@@ -62,9 +63,10 @@ def _without(words: list[str], option: str) -> list[str]:
     return words[:index] + words[index + 2:]
 
 
-def measure(args: argparse.Namespace, label: str, layout: list[str]) -> dict:
-    """One configuration's summary: run (or resumed, or read back when finished)."""
-    run = f"compare/{args.name}/{label}"
+def measure(args: argparse.Namespace, label: str, layout: list[str], group: str = "compare") -> dict:
+    """One configuration's summary, run (or resumed, or read back when finished) in
+    build/train/<group>/<name>/<label>."""
+    run = f"{group}/{args.name}/{label}"
     folder = args.build_dir / "train" / run
     reason = why_not(args, layout)
     if reason:

@@ -94,10 +94,10 @@ def missing_module_fix(name: str) -> str:
 
 def given_options(args: argparse.Namespace, names: Iterable[str]) -> list[str]:
     """The options among `names` that were given, as command-line words (--seq-len 128 ...): a driver's settings
-    passed on to each command it runs."""
+    passed on to each command it runs (names the driver does not take count as not given)."""
     words: list[str] = []
     for name in names:
-        value = getattr(args, name)
+        value = getattr(args, name, None)
         if value is not None:
             words += [f"--{name.replace('_', '-')}", str(value)]
     return words

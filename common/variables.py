@@ -20,6 +20,7 @@ RUNS = "perf accuracy"
 DATA_TARGETS = "perf accuracy features scale sweep bench"
 MODEL_TARGETS = "perf accuracy scale sweep bench profile train train-compare train-bench"
 TRAIN_TARGETS = "train train-compare"
+PRETRAIN_SWEEP = "pretrain-sweep"
 
 
 @dataclass(frozen=True)
@@ -77,12 +78,13 @@ VARIABLES = (
              notes={"compliance": "the model name under BUILD/logs whose runs to test (default: the newest)",
                     "submission": "the model name under BUILD/logs whose runs to package (default: the newest)",
                     "train": "a Hugging Face BERT directory (with or without a SQuAD head) or model.pytorch"}),
-    Variable("DEVICE", "cpu, cuda or cuda:N.", "perf accuracy scale sweep profile train train-compare train-bench",
+    Variable("DEVICE", "cpu, cuda or cuda:N.", "perf accuracy scale sweep profile train train-compare train-bench "
+             "pretrain-sweep",
              "the system file's (train: cuda when there is a GPU)"),
     Variable("PRECISION", "pytorch: fp32, fp16, bf16, fp8; huggingface: fp32, fp16, bf16; onnxruntime: fp32, fp16 "
              "(GPU), int8 (CPU, dynamic); openvino: fp32, bf16, int8 (CPU, NNCF); tensorrt: fp32, fp16, int8, fp8. "
              "Training: fp32, bf16, fp16.",
-             "perf accuracy compliance submission scale profile train train-compare train-bench",
+             "perf accuracy compliance submission scale profile train train-compare train-bench pretrain-sweep",
              "the system file's: on a CPU, bf16 where it has AMX or AVX512-BF16 and the backend runs it, else fp32 "
              "(configs/systems/cpu.json; the run's first line says which and why); training: fp32",
              notes={"compliance": "whose runs (default: the newest with both runs)",
@@ -120,24 +122,25 @@ VARIABLES = (
              "of more samples); the earlier run is kept under earlier/ either way.", RUNS, "0",
              parser={**ZERO_ONE, "default": "0"}),
     Variable("BUILD", "Where data, models, logs and results go.", f"{RUNS} compliance features download submission "
-             "scale sweep bench profile train train-compare train-bench device-check", "build", flag="--build-dir",
+             "scale sweep bench profile train train-compare train-bench pretrain-sweep device-check", "build",
+             flag="--build-dir",
              make_default="build", parser={"type": Path, "default": Path("build")}),
     # --- data and model shapes (not the MLPerf setting)
     Variable("DATA", "squad: the dev set's features; synthetic: generated samples laid out like them "
              "(performance only).", DATA_TARGETS, "squad"),
     Variable("SEQ_LEN", "Tokens per sample, 32 to 512 (SQuAD: 68 or more); anything but 384 is not the MLPerf "
-             "setting.", f"{DATA_TARGETS} {TRAIN_TARGETS} train-bench", "384"),
+             "setting.", f"{DATA_TARGETS} {TRAIN_TARGETS} train-bench pretrain-sweep", "384"),
     Variable("DOC_STRIDE", "SQuAD's window stride.", f"{DATA_TARGETS} {TRAIN_TARGETS}",
              "SEQ_LEN // 3 (128 at 384)"),
     Variable("SAMPLES", "DATA=synthetic: how many samples.", DATA_TARGETS, "10833"),
     Variable("LENGTHS", "DATA=synthetic: squad (SQuAD dev's length distribution) or full (all SEQ_LEN).",
              DATA_TARGETS, "squad"),
     Variable("SEED", "DATA=synthetic: the generator's seed. Training: data order, dropout and new weights.",
-             f"{DATA_TARGETS} {TRAIN_TARGETS}", "0"),
+             f"{DATA_TARGETS} {TRAIN_TARGETS} pretrain-sweep", "0"),
     Variable("SHAPE", "A randomly initialised model instead of MODEL: bert-large, bert-base, distilbert (a "
              "DistilBERT of distilbert-base's size; inference only), tiny, or "
              "layers=L,hidden=H,heads=A[,intermediate=I].",
-             "perf accuracy scale sweep bench train train-compare train-bench"),
+             "perf accuracy scale sweep bench train train-compare train-bench pretrain-sweep"),
     # --- compliance and submission
     Variable("AUDIT_CONFIG", "make compliance: TEST01's audit.config (the round's own, from an mlcommons/inference "
              "checkout).", "compliance", "configs/compliance/TEST01/audit.config", parser={**PATH}),
@@ -160,7 +163,8 @@ VARIABLES = (
              "Offline and SingleStream run per point).", "sweep", "direct",
              parser={"choices": ("direct", "loadgen"), "default": "direct"}),
     Variable("NAME", "The folder of a sweep (under BUILD/sweeps) or of a training comparison (under "
-             "BUILD/train/compare).", "sweep train-compare", "sweep: from the model, device, data and mode; "
+             "BUILD/train/compare, BUILD/train/pretrain-sweep).", "sweep train-compare pretrain-sweep",
+             "sweep: from the model, device, data and mode; "
              "train-compare: default"),
     Variable("OPTIMAL", "1: make sweep writes a system file for its best point, which make perf SYSTEM= takes.",
              "sweep", "0", kind="switch"),
@@ -177,25 +181,31 @@ VARIABLES = (
              "2 (train-compare: 2 4)", notes={"train-compare": "the pipeline stage counts to compare"}),
     Variable("MICROBATCHES", "Microbatches per pipeline step.", TRAIN_TARGETS, "2 x STAGES"),
     Variable("SCHEDULE", "Pipeline schedule: 1f1b or gpipe.", TRAIN_TARGETS, "1f1b"),
-    Variable("STEPS", "Optimiser steps.", f"{TRAIN_TARGETS} train-bench",
+    Variable("STEPS", "Optimiser steps.", f"{TRAIN_TARGETS} train-bench pretrain-sweep",
              "EPOCHS epochs' worth (pretrain: 50; train-compare, train-bench: 30)"),
     Variable("EPOCHS", "Passes over the training features.", TRAIN_TARGETS, "2"),
-    Variable("ACCUMULATE", "Gradient accumulation: each step in this many slices.", TRAIN_TARGETS, "1"),
+    Variable("ACCUMULATE", "Gradient accumulation: each step in this many slices.", f"{TRAIN_TARGETS} {PRETRAIN_SWEEP}",
+             "1"),
     Variable("MICRO_BATCH", "Samples per replica per slice: BATCH_SIZE becomes MICRO_BATCH x ACCUMULATE x WORKERS.",
              "train", "BATCH_SIZE / ACCUMULATE / WORKERS"),
-    Variable("MAX_PREDICTIONS", "TASK=pretrain: masked word pieces per sequence, at most (15% are masked).", "train",
+    Variable("MAX_PREDICTIONS", "TASK=pretrain: masked word pieces per sequence, at most (15% are masked).",
+             "train pretrain-sweep",
              "15% of SEQ_LEN, plus one (20 at 128)"),
-    Variable("STEPS_PER_LOG", "A console line (loss, its parts, samples/s, tokens/s) every N steps.", "train",
+    Variable("MICRO_BATCHES", "make pretrain-sweep: the micro-batch sizes to sweep.", "pretrain-sweep:list",
+             "1 2 4 8"),
+    Variable("STEPS_PER_LOG", "A console line (loss, its parts, samples/s, tokens/s) every N steps.",
+             "train pretrain-sweep",
              "none"),
-    Variable("LR", "Peak learning rate of AdamW, warmed up over WARMUP then decayed linearly to 0.", TRAIN_TARGETS,
-             "5e-5"),
-    Variable("WARMUP", "Fraction of the steps over which the learning rate climbs from 0.", TRAIN_TARGETS, "0.1"),
+    Variable("LR", "Peak learning rate of AdamW, warmed up over WARMUP then decayed linearly to 0.",
+             f"{TRAIN_TARGETS} {PRETRAIN_SWEEP}", "5e-5 (pretrain: 1e-4)"),
+    Variable("WARMUP", "Fraction of the steps over which the learning rate climbs from 0.",
+             f"{TRAIN_TARGETS} {PRETRAIN_SWEEP}", "0.1"),
     Variable("DROPOUT", "Dropout everywhere in the model; 0 makes configurations comparable step by step.",
-             TRAIN_TARGETS, "the model's own (0.1 for BERT)"),
+             f"{TRAIN_TARGETS} {PRETRAIN_SWEEP}", "the model's own (0.1 for BERT)"),
     Variable("DATASET", "dev-split (offline: the shipped dev set's even articles train, odd ones validate), squad "
              "or squad_v2 (the hub's sets; needs internet once). TASK=pretrain: synthetic (generated), a text file "
              "(one sentence per line, a blank line between documents) or a hub corpus with a text column "
-             "(name or name:config).", TRAIN_TARGETS, "dev-split (pretrain: synthetic)"),
+             "(name or name:config).", f"{TRAIN_TARGETS} {PRETRAIN_SWEEP}", "dev-split (pretrain: synthetic)"),
     Variable("EVAL_EVERY", "Also validate every N steps (and at step 0).", TRAIN_TARGETS,
              "at each epoch's end and the last step"),
     Variable("VAL_QUESTIONS", "Validate on the first N validation questions.", TRAIN_TARGETS, "all"),

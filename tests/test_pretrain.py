@@ -165,3 +165,18 @@ def test_a_hub_corpus_offline_says_what_to_give_instead(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(HarnessError, match="needs internet once, or give DATASET=<a text file>"):
         hub_documents("wikitext:wikitext-2-raw-v1")
+
+
+@pytest.mark.slow
+def test_the_micro_batch_sweep_runs_each_size_once(tmp_path):
+    arguments = ["benchmarks.pretrain_sweep", "--shape", TINY, "--seq-len", "128", "--steps", "3",
+                 "--micro-batches", "2", "1", "--build-dir", str(tmp_path / "build")]
+    first = run_cli(*arguments, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    folder = tmp_path / "build" / "train" / "pretrain-sweep" / "default"
+    rows = json.loads((folder / "results.json").read_text())
+    assert [(row["configuration"], row["status"], row["batch_size"]) for row in rows] == [("m1", "ok", 1),
+                                                                                         ("m2", "ok", 2)]
+    assert "| 1 | 1 | " in (folder / "sweep.md").read_text() and "| 2 | 2 | " in first.stdout
+    again = run_cli(*arguments, cwd=tmp_path)
+    assert again.stdout.count("finished before, reusing") == 2
