@@ -196,8 +196,10 @@ VARIABLES = (
     Variable("STEPS_PER_LOG", "A console line (loss, its parts, samples/s, tokens/s) every N steps.",
              "train pretrain-sweep",
              "none"),
-    Variable("LR", "Peak learning rate of AdamW, warmed up over WARMUP then decayed linearly to 0.",
+    Variable("LR", "Peak learning rate, warmed up over WARMUP then decayed linearly to 0.",
              f"{TRAIN_TARGETS} {PRETRAIN_SWEEP}", "5e-5 (pretrain: 1e-4)"),
+    Variable("OPTIMIZER", "adamw, or lamb (MLPerf Training BERT's: Adam's update scaled per tensor by ||weight|| / "
+             "||update||, for large batches).", f"{TRAIN_TARGETS} {PRETRAIN_SWEEP}", "adamw"),
     Variable("WARMUP", "Fraction of the steps over which the learning rate climbs from 0.",
              f"{TRAIN_TARGETS} {PRETRAIN_SWEEP}", "0.1"),
     Variable("DROPOUT", "Dropout everywhere in the model; 0 makes configurations comparable step by step.",

@@ -122,8 +122,9 @@ def test_make_pretrain_reports_throughput_and_a_falling_loss(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_ddp_replicas_with_accumulation_follow_the_single_process(tmp_path):
-    common = ("--steps", "4", "--batch-size", "8", "--accumulate", "2", "--dropout", "0", "--lr", "1e-3")
+def test_two_ddp_replicas_with_accumulation_and_lamb_follow_the_single_process(tmp_path):
+    common = ("--steps", "4", "--batch-size", "8", "--accumulate", "2", "--dropout", "0", "--lr", "1e-2",
+              "--optimizer", "lamb")
     _, _, single = pretrain(tmp_path / "single", *common)
     _, _, replicas = pretrain(tmp_path / "ddp", *common, "--parallel", "ddp", "--workers", "2")
     for ours, theirs in zip(single, replicas, strict=True):
@@ -180,3 +181,20 @@ def test_the_micro_batch_sweep_runs_each_size_once(tmp_path):
     assert "| 1 | 1 | " in (folder / "sweep.md").read_text() and "| 2 | 2 | " in first.stdout
     again = run_cli(*arguments, cwd=tmp_path)
     assert again.stdout.count("finished before, reusing") == 2
+
+
+def test_lamb_moves_every_tensor_by_the_learning_rate_times_its_norm():
+    """The trust ratio: on the first step each weight moves by lr x its own norm, whatever its gradient's size;
+    a tensor of norm 0 (a fresh bias) takes Adam's step itself."""
+    from train.lamb import Lamb
+
+    torch.manual_seed(0)
+    weights = [torch.nn.Parameter(torch.randn(8, 4) * scale) for scale in (0.02, 1.0, 30.0)]
+    bias = torch.nn.Parameter(torch.zeros(4))
+    before = [weight.detach().clone() for weight in [*weights, bias]]
+    loss = sum((weight * torch.randn_like(weight) * 100 ** index).sum() for index, weight in enumerate(weights))
+    (loss + (bias * torch.randn(4)).sum()).backward()
+    Lamb([*weights, bias], lr=0.01, weight_decay=0.0).step()
+    for weight, start in zip(weights, before, strict=False):
+        assert float((weight.detach() - start).norm() / start.norm()) == pytest.approx(0.01, rel=1e-4)
+    assert float((bias.detach() - before[-1]).abs().max()) == pytest.approx(0.01, rel=1e-3)  # |g| / (|g| + eps) = 1

@@ -18,6 +18,7 @@ from train.pretrain import MASK_RATE
 TASKS = ("finetune", "pretrain")
 PARALLEL_MODES = ("none", "ddp", "pipeline")
 PRECISIONS = ("fp32", "bf16", "fp16")
+OPTIMIZERS = ("adamw", "lamb")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class TrainConfig:
     target_loss: float
     max_predictions: int  # pre-training: masked word pieces per sequence, at most
     steps_per_log: int  # a console line every N steps (0: none)
+    optimizer: str
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -182,7 +184,8 @@ def resolve(args) -> TrainConfig:
         checkpoint_every=checkpoint_every if checkpoint_every is not None else 0 if task == "pretrain" else 100,
         target_loss=_number("TARGET_LOSS", args.target_loss, 2.0, 0.0),
         max_predictions=max_predictions or max(1, round(featurisation.seq_length * MASK_RATE) + 1),
-        steps_per_log=whole_number("STEPS_PER_LOG", args.steps_per_log, 0) or 0)
+        steps_per_log=whole_number("STEPS_PER_LOG", args.steps_per_log, 0) or 0,
+        optimizer=_choice("OPTIMIZER", args.optimizer, OPTIMIZERS))
 
 
 def global_batch(batch_size: int | None, micro_batch: int | None, accumulate: int, workers: int) -> int:

@@ -25,6 +25,7 @@ from train import checkpoint
 from train.config import TrainConfig
 from train.data import Split
 from train.evaluate import evaluate
+from train.lamb import Lamb
 from train.model import QaStage, qa_losses, save_model
 from train.parallel import Batches, DdpEngine, PipelineEngine, SingleEngine
 from train.pretrain import LOSS_PARTS, PretrainingBatches, PretrainingSamples, PretrainStage, pretraining_loss
@@ -171,7 +172,8 @@ class Trainer:
                            if config.parallel == "ddp" else SingleEngine(stage, task.batches, task.loss))
         self.order = Order(task.rows, config.batch_size, config.seed)
         self.total_steps = config.steps or config.epochs * self.order.steps_per_epoch
-        self.optimizer = torch.optim.AdamW(parameter_groups(self.engine.stage, config.weight_decay), lr=config.lr)
+        optimiser = Lamb if config.optimizer == "lamb" else torch.optim.AdamW
+        self.optimizer = optimiser(parameter_groups(self.engine.stage, config.weight_decay), lr=config.lr)
         warmup_steps = int(config.warmup * self.total_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, linear_schedule(self.total_steps,
                                                                                            warmup_steps))
