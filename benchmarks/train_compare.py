@@ -26,7 +26,7 @@ from common.variables import add_variables
 PASSED_THROUGH = ("model", "shape", "dataset", "precision", "device", "steps", "epochs", "batch_size", "accumulate",
                   "lr", "warmup", "dropout", "seed", "seq_len", "doc_stride", "eval_every", "val_questions",
                   "microbatches", "schedule", "target_loss", "max_predictions", "steps_per_log",
-                  "optimizer")
+                  "optimizer", "loss_scale")
 QUICK_STEPS = 30  # without STEPS or EPOCHS: a quick comparison, not two epochs per configuration
 
 

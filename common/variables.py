@@ -200,6 +200,8 @@ VARIABLES = (
              f"{TRAIN_TARGETS} {PRETRAIN_SWEEP}", "5e-5 (pretrain: 1e-4)"),
     Variable("OPTIMIZER", "adamw, or lamb (MLPerf Training BERT's: Adam's update scaled per tensor by ||weight|| / "
              "||update||, for large batches).", f"{TRAIN_TARGETS} {PRETRAIN_SWEEP}", "adamw"),
+    Variable("LOSS_SCALE", "PRECISION=fp16: dynamic, or a static loss scale (a number, 1 or more); a step whose "
+             "gradients overflow is skipped either way.", f"{TRAIN_TARGETS} {PRETRAIN_SWEEP}", "dynamic"),
     Variable("WARMUP", "Fraction of the steps over which the learning rate climbs from 0.",
              f"{TRAIN_TARGETS} {PRETRAIN_SWEEP}", "0.1"),
     Variable("DROPOUT", "Dropout everywhere in the model; 0 makes configurations comparable step by step.",

@@ -198,3 +198,13 @@ def test_lamb_moves_every_tensor_by_the_learning_rate_times_its_norm():
     for weight, start in zip(weights, before, strict=False):
         assert float((weight.detach() - start).norm() / start.norm()) == pytest.approx(0.01, rel=1e-4)
     assert float((bias.detach() - before[-1]).abs().max()) == pytest.approx(0.01, rel=1e-3)  # |g| / (|g| + eps) = 1
+
+
+def test_a_static_loss_scale_stays_put_where_the_dynamic_one_halves():
+    from train.loop import LossScale
+
+    static, dynamic = LossScale(True, 1024.0), LossScale(True)
+    for scale in (static, dynamic):
+        scale.update(finite=False)
+    assert static.value == 1024.0 and dynamic.value == 2.0 ** 15
+    assert LossScale(False, None).value == 1.0

@@ -53,6 +53,7 @@ class TrainConfig:
     max_predictions: int  # pre-training: masked word pieces per sequence, at most
     steps_per_log: int  # a console line every N steps (0: none)
     optimizer: str
+    loss_scale: float | None  # fp16: a static loss scale; None: dynamic
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -185,7 +186,17 @@ def resolve(args) -> TrainConfig:
         target_loss=_number("TARGET_LOSS", args.target_loss, 2.0, 0.0),
         max_predictions=max_predictions or max(1, round(featurisation.seq_length * MASK_RATE) + 1),
         steps_per_log=whole_number("STEPS_PER_LOG", args.steps_per_log, 0) or 0,
-        optimizer=_choice("OPTIMIZER", args.optimizer, OPTIMIZERS))
+        optimizer=_choice("OPTIMIZER", args.optimizer, OPTIMIZERS), loss_scale=static_loss_scale(args.loss_scale,
+                                                                                               args.precision))
+
+
+def static_loss_scale(value: str | None, precision: str | None) -> float | None:
+    """LOSS_SCALE: dynamic (the default) or a number, for PRECISION=fp16 only."""
+    if value in (None, "", "dynamic"):
+        return None
+    if precision != "fp16":
+        raise HarnessError(f"LOSS_SCALE={value} is for PRECISION=fp16; bf16 and fp32 need no loss scale")
+    return _number("LOSS_SCALE", value, 1.0, 1.0)
 
 
 def global_batch(batch_size: int | None, micro_batch: int | None, accumulate: int, workers: int) -> int:

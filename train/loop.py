@@ -40,10 +40,12 @@ class Interrupted(Exception):
 
 
 class LossScale:
-    """fp16's dynamic loss scale (halved on overflow, doubled after 2000 clean steps); 1 and fixed otherwise."""
+    """fp16's loss scale: dynamic (halved on overflow, doubled after 2000 clean steps) or, given a value, static;
+    1 and fixed in other precisions. A step whose gradients overflow is skipped either way."""
 
-    def __init__(self, enabled: bool):
-        self.enabled, self.value, self.clean_steps = enabled, 2.0 ** 16 if enabled else 1.0, 0
+    def __init__(self, enabled: bool, static: float | None = None):
+        self.enabled = enabled and static is None
+        self.value, self.clean_steps = (static or 2.0 ** 16) if enabled else 1.0, 0
 
     def update(self, finite: bool) -> None:
         if not self.enabled:
@@ -177,7 +179,7 @@ class Trainer:
         warmup_steps = int(config.warmup * self.total_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, linear_schedule(self.total_steps,
                                                                                            warmup_steps))
-        self.loss_scale = LossScale(config.precision == "fp16")
+        self.loss_scale = LossScale(config.precision == "fp16", config.loss_scale)
         self.step, self.elapsed = 0, 0.0  # steps done; wall seconds before this session (a resumed run)
         self.train_seconds = 0.0  # in steps alone, evaluation and checkpoints left out: the x axis of comparisons
         self.eval_model: QaStage | None = None
