@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -144,6 +145,24 @@ def subset_f1(backend, features, examples, example_count: int, batch_size: int =
     gold = {example.qas_id: example.answers for example in examples if example.qas_id in answers}
     assert len(gold) == example_count
     return score(answers, gold)["f1"]
+
+
+F1_QUESTIONS = 200  # the yardsticks' questions: the first 200 of the dev set, with all their features
+
+
+@pytest.fixture(scope="session")
+def small_model_f1(tmp_path_factory, model, features, examples) -> dict[str, float]:
+    """The small model's fp32 F1 over F1_QUESTIONS, transformers' (`huggingface`) and ours (`pytorch`): the
+    yardsticks every precision and backend test compares with, measured once per session for all workers."""
+    def measure(folder: Path) -> None:
+        from sut.huggingface_backend import HuggingFaceBackend
+        from sut.pytorch_backend import PackedBackend
+
+        scores = {backend.name: subset_f1(backend, features, examples, F1_QUESTIONS) for backend in
+                  (HuggingFaceBackend(model, "cpu", "fp32"), PackedBackend(model, "cpu", "fp32"))}
+        (folder / "f1.json").write_text(json.dumps(scores))
+
+    return json.loads((made_once(tmp_path_factory, "small-model-f1", measure) / "f1.json").read_text())
 
 
 SUBMISSION_SCENARIOS = ("Offline", "SingleStream")

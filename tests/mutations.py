@@ -93,8 +93,8 @@ MUTATIONS = {
                                f"{PARALLEL_TRAIN_TESTS} -k killed_run"),
     "rows past the checkpoint kept": ("train/loop.py", 'rows = [row for row in rows if row["step"] <= step]',
                                       "rows = rows", f"{PARALLEL_TRAIN_TESTS} -k killed_run"),
-    "Ctrl-C not shared by the ranks": ("train/loop.py", "self.engine.reduce_sum([loss, float(interrupted())])",
-                                       "[self.engine.reduce_sum([loss])[0], float(interrupted())]",
+    "Ctrl-C not shared by the ranks": ("train/loop.py", "self.engine.reduce_sum([*losses, float(interrupted())])",
+                                       "[*self.engine.reduce_sum([*losses]), float(interrupted())]",
                                        f"{PARALLEL_TRAIN_TESTS} -k ctrl_c"),
 }
 

@@ -114,13 +114,11 @@ def test_training_a_distilbert_shape_names_the_bert_of_its_size():
 
 
 @pytest.mark.slow
-def test_perf_and_accuracy_runs_of_a_distilbert_directory(tmp_path, build_dir, features, distilbert_dir):
-    for command, count in (("perf", "32"), ("accuracy", "24")):
-        result = run_cli("harness", command, "--model", str(distilbert_dir), "--count", count,
-                         "--build-dir", str(build_dir), cwd=tmp_path)
-        assert result.returncode == 0, result.stderr
+def test_an_accuracy_run_of_a_distilbert_directory(tmp_path, build_dir, features, distilbert_dir):
+    result = run_cli("harness", "accuracy", "--model", str(distilbert_dir), "--count", "24", "--build-dir",
+                     str(build_dir), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
     runs = build_dir / "logs" / "distilbert-tiny" / "pytorch" / "fp32-cpu" / "Offline"
-    assert "Result is : VALID" in (runs / "performance" / "run_1" / "mlperf_log_summary.txt").read_text()
     entries = json.loads((runs / "accuracy" / "mlperf_log_accuracy.json").read_text())
     assert sorted(entry["qsl_idx"] for entry in entries) == list(range(24))
     assert (runs / "accuracy" / "accuracy.txt").read_text().startswith('{"exact_match": ')

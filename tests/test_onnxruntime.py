@@ -14,11 +14,11 @@ from sut.huggingface_backend import HuggingFaceBackend
 from sut.models import load_model
 from sut.onnx_model import export_onnx
 from sut.onnxruntime_backend import OnnxRuntimeBackend, providers_for
-from tests.conftest import mixed_batch, subset_f1
+from tests.conftest import F1_QUESTIONS, mixed_batch, subset_f1
 
 pytestmark = pytest.mark.slow  # ONNX export and real-model F1: not in make test-fast
 
-QUESTIONS = 200
+QUESTIONS = F1_QUESTIONS
 QUIET = {"log": lambda *_: None}
 
 
@@ -54,8 +54,9 @@ def test_export_is_cached_by_key(model, onnx_cache):
     assert export_onnx(model, onnx_cache / "onnx", **QUIET) == first and first.stat().st_mtime_ns == modified
 
 
-def test_optimised_f1_equals_pytorch_and_int8_stays_within_1_5(model, optimised, onnx_cache, features, examples):
-    pytorch = subset_f1(HuggingFaceBackend(model, "cpu", "fp32"), features, examples, QUESTIONS)
+def test_optimised_f1_equals_pytorch_and_int8_stays_within_1_5(model, optimised, onnx_cache, features, examples,
+                                                                small_model_f1):
+    pytorch = small_model_f1["huggingface"]
     assert subset_f1(optimised, features, examples, QUESTIONS) == pytest.approx(pytorch, abs=0.1)
     int8 = OnnxRuntimeBackend(model, "cpu", "int8", cache_dir=onnx_cache, **QUIET)
     operators = {node.op_type for node in onnx.load(str(int8.path)).graph.node}
@@ -109,9 +110,9 @@ def test_unknown_backend_option_lists_the_accepted_ones(model, onnx_cache):
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None or not torch.cuda.is_available(),
                     reason="needs TensorRT and a CUDA GPU")
-def test_tensorrt_fp16_keeps_f1(model, build_dir, features, examples):
+def test_tensorrt_fp16_keeps_f1(model, build_dir, features, examples, small_model_f1):
     from sut.tensorrt_backend import TensorRTBackend
 
-    pytorch = subset_f1(HuggingFaceBackend(model, "cpu", "fp32"), features, examples, QUESTIONS)
+    pytorch = small_model_f1["huggingface"]
     engine = TensorRTBackend(model, "cuda", "fp16", cache_dir=build_dir / "cache", **QUIET)
     assert subset_f1(engine, features, examples, QUESTIONS) == pytest.approx(pytorch, abs=0.01 * pytorch)

@@ -23,9 +23,9 @@ from sut.models import load_model
 from sut.onednn import OneDnnLinear, onednn_available
 from sut.packed_bert import AddNorm
 from sut.pytorch_backend import TOKEN_MULTIPLE, PackedBackend, pack
-from tests.conftest import MIXED_ROWS, mixed_batch, subset_f1
+from tests.conftest import F1_QUESTIONS, MIXED_ROWS, mixed_batch, subset_f1
 
-QUESTIONS = 200  # the first 200 dev questions and all their features
+QUESTIONS = F1_QUESTIONS
 
 
 def test_pack_keeps_only_real_tokens_and_pads_with_a_dummy_sequence(features):
@@ -155,9 +155,8 @@ def test_onednn_is_refused_outside_cpu_fp32_and_beside_compile(tiny_model):
 
 
 @pytest.mark.slow
-def test_packed_f1_equals_huggingface_f1(model, features, examples):
-    huggingface = subset_f1(HuggingFaceBackend(model, "cpu", "fp32"), features, examples, QUESTIONS)
-    packed = subset_f1(PackedBackend(model, "cpu", "fp32"), features, examples, QUESTIONS)
+def test_packed_f1_equals_huggingface_f1(small_model_f1):
+    huggingface, packed = small_model_f1["huggingface"], small_model_f1["pytorch"]
     assert huggingface > 50, "the small model should answer well above chance"
     assert packed == pytest.approx(huggingface, abs=0.1)
 
@@ -205,19 +204,19 @@ def test_bf16_on_cpu_computes_in_bf16(tiny_model, features):
 
 
 @pytest.mark.slow
-def test_bf16_on_cpu_keeps_f1(model, features, examples):
+def test_bf16_on_cpu_keeps_f1(model, features, examples, small_model_f1):
     """bf16 on CPU (oneDNN's bf16 products with tanh GELU fused, where torch has oneDNN): within 0.5% of fp32's
     F1, the bound that lets configs/systems/cpu.json pick it by default."""
     bf16 = PackedBackend(model, "cpu", "bf16")
     assert isinstance(bf16.encoder.layers[0].ffn_in, OneDnnLinear) == onednn_available()
-    fp32 = subset_f1(PackedBackend(model, "cpu", "fp32"), features, examples, QUESTIONS)
+    fp32 = small_model_f1["pytorch"]
     bf16_f1 = subset_f1(bf16, features, examples, QUESTIONS)
     assert abs(bf16_f1 - fp32) <= 0.005 * fp32, f"bf16 F1 {bf16_f1:.2f} vs fp32 {fp32:.2f}"
 
 
 @pytest.mark.slow
-def test_fp8_emulated_f1_within_one_percent_of_fp32(model, features, examples):
-    fp32 = subset_f1(PackedBackend(model, "cpu", "fp32"), features, examples, QUESTIONS)
+def test_fp8_emulated_f1_within_one_percent_of_fp32(model, features, examples, small_model_f1):
+    fp32 = small_model_f1["pytorch"]
     fp8_backend = PackedBackend(model, "cpu", "fp8", calibration=features, log=lambda *_: None)
     assert type(fp8_backend.encoder.layers[0].ffn_in).__name__ == "Fp8GeluLinear"
     fp8 = subset_f1(fp8_backend, features, examples, QUESTIONS)

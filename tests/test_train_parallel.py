@@ -19,7 +19,7 @@ from tests.training_runs import TINY, losses, rows, start, train, wait_for_steps
 def test_ddp_and_pipelines_draw_the_single_process_curve(train_build):
     """Same seed, data and global batch, dropout 0: the same losses step by step, the same trained model."""
     common = [*TINY, "--steps", "4", "--dropout", "0"]
-    layouts = {"single": [], "ddp": ["--parallel", "ddp", "--workers", "2"],
+    layouts = {"single": [],  # DDP with accumulation: its no_sync slices and its last, synchronising one
                "ddp-accumulate": ["--parallel", "ddp", "--workers", "2", "--accumulate", "2"],
                "pipeline-1f1b": ["--parallel", "pipeline", "--stages", "2"],
                "pipeline-gpipe": ["--parallel", "pipeline", "--stages", "2", "--schedule", "gpipe",
