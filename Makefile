@@ -52,7 +52,9 @@ ifeq ($(SETUP_LOCKED),1)
 	.venv/bin/python -m pip install --quiet --upgrade pip
 	.venv/bin/python -m pip install --quiet "$(TORCH_SPEC)"
 	@# setuptools notes every editable install ("Editable installation.") as a warning: not one of ours
-	PYTHONWARNINGS="ignore:Editable installation" .venv/bin/python -m pip install --quiet -e ".[test,onnx,openvino]"
+	PYTHONWARNINGS="ignore:Editable installation" .venv/bin/python -m pip install --quiet -e ".[test,onnx,openvino,deepspeed]"
+	@# DeepSpeed compiles its CPU communication kernel on first use (a minute): once here, not in the first run
+	.venv/bin/python -m train.deepspeed_kernels
 	touch $@
 else
 	@mkdir -p .venv

@@ -2,12 +2,13 @@
 
     python -m benchmarks.train_compare [--workers N] [--stages 2 4] [--name NAME] [make train's options ...]
 
-Configurations: the baseline (PARALLEL=none), DDP over --workers ranks (default 2), and a pipeline of each
---stages count (default 2 and 4). One the machine cannot hold (more ranks than GPUs or cores, more stages
-than layers) is listed as skipped with the reason. Each is an ordinary `python -m train` run with its folder
-under build/train/compare/<name>/; a finished one is reused, an interrupted one resumed, so a rerun only
-does what is missing. Written beside them: results.json, compare.md (a table) and two plots,
-throughput.png (samples/s per configuration) and validation_loss.png (validation loss against training time).
+Configurations: the baseline (PARALLEL=none), DDP over --workers ranks (default 2), a pipeline of each
+--stages count (default 2 and 4), and DeepSpeed's pipeline engine over the first count. One the machine cannot
+hold (more ranks than GPUs or cores, more stages than layers, no DeepSpeed) is listed as skipped with the
+reason. Each is an ordinary `python -m train` run with its folder under build/train/compare/<name>/; a
+finished one is reused, an interrupted one resumed, so a rerun only does what is missing. Written beside
+them: results.json, compare.md (a table) and two plots, throughput.png (samples/s per configuration) and
+validation_loss.png (validation loss against training time).
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ QUICK_STEPS = 30  # without STEPS or EPOCHS: a quick comparison, not two epochs 
 
 def configurations(workers: int, stages: list[int]) -> list[tuple[str, list[str]]]:
     rows = [("baseline", ["--parallel", "none"]), (f"ddp{workers}", ["--parallel", "ddp", "--workers", str(workers)])]
-    return rows + [(f"pipeline{count}", ["--parallel", "pipeline", "--stages", str(count)]) for count in stages]
+    rows += [(f"pipeline{count}", ["--parallel", "pipeline", "--stages", str(count)]) for count in stages]
+    # DeepSpeed's pipeline engine on the same stages as the first pipeline (skipped, saying why, without DeepSpeed)
+    return [*rows, (f"deepspeed-pipeline{stages[0]}", ["--parallel", "deepspeed-pipeline", "--stages", str(stages[0])])]
 
 
 def why_not(args: argparse.Namespace, layout: list[str]) -> str | None:
@@ -53,8 +56,9 @@ def train_arguments(args: argparse.Namespace, layout: list[str]) -> list[str]:
     words = [*layout, "--build-dir", str(args.build_dir), *given_options(args, PASSED_THROUGH)]
     if args.steps is None and getattr(args, "epochs", None) is None:
         words += ["--steps", str(QUICK_STEPS)]
-    for option in ("microbatches", "schedule"):
-        if getattr(args, option, None) is not None and "pipeline" not in layout:
+    takes = {"microbatches": {"pipeline", "deepspeed-pipeline"}, "schedule": {"pipeline"}}  # PARALLEL= values
+    for option, modes in takes.items():
+        if getattr(args, option, None) is not None and not modes & set(layout):
             words = _without(words, f"--{option}")
     return words
 

@@ -175,8 +175,9 @@ VARIABLES = (
     # --- training
     Variable("TASK", "finetune (SQuAD question answering) or pretrain (masked-language-model and next-sentence "
              "heads on generated or real text, from random weights; make pretrain sets it).", "train", "finetune"),
-    Variable("PARALLEL", "none (one process), ddp (a replica per worker) or pipeline (a stage per rank, "
-             "torch.distributed.pipelining).", "train", "none"),
+    Variable("PARALLEL", "none (one process), ddp (a replica per worker), pipeline (a stage per rank, "
+             "torch.distributed.pipelining) or deepspeed-pipeline (the same stages in DeepSpeed's pipeline engine; "
+             "pip install '.[deepspeed]', in make setup).", "train", "none"),
     Variable("STAGES", "Pipeline stages, one rank each; at most the encoder's layers.", "train train-compare:list",
              "2 (train-compare: 2 4)", notes={"train-compare": "the pipeline stage counts to compare"}),
     Variable("MICROBATCHES", "Microbatches per pipeline step.", TRAIN_TARGETS, "2 x STAGES"),

@@ -35,7 +35,8 @@ def test_jobs_started_together_build_the_venv_once(tmp_path):
         assert job.wait(timeout=60) == 0, job.stdout.read()
     calls = (tmp_path / "calls").read_text().splitlines()
     assert calls == ["-m venv .venv", "-m pip install --quiet --upgrade pip",
-                     "-m pip install --quiet torch==2.13.0", "-m pip install --quiet -e .[test,onnx,openvino]"]
+                     "-m pip install --quiet torch==2.13.0",
+                     "-m pip install --quiet -e .[test,onnx,openvino,deepspeed]", "-m train.deepspeed_kernels"]
     assert (tmp_path / ".venv" / ".installed").is_file()
 
 

@@ -4,6 +4,7 @@ the comparison, bad input. The runs over several processes are in tests/test_tra
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -280,6 +281,11 @@ def test_train_compare_tables_and_plots_every_configuration(train_build):
     assert (folder / "throughput.png").stat().st_size > 0 and (folder / "validation_loss.png").stat().st_size > 0
     again = run_cli("benchmarks.train_compare", *TINY, "--steps", "3", "--dropout", "0", "--eval-every", "3",
                     "--build-dir", str(train_build), cwd=REPO)
-    assert again.returncode == 0 and again.stdout.count("finished before, reusing") == 3
+    deepspeed = results["deepspeed-pipeline2"]
+    assert deepspeed["status"] == ("ok" if importlib.util.find_spec("deepspeed") else "skipped")
+    if deepspeed["status"] == "ok":
+        assert deepspeed["final_loss"] == pytest.approx(results["baseline"]["final_loss"], rel=1e-5)
+        assert "| deepspeed-pipeline2 | 2 |" in table
+    assert again.returncode == 0 and again.stdout.count("finished before, reusing") == 3 + (deepspeed["status"] == "ok")
 
 

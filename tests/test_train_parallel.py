@@ -3,7 +3,9 @@ kill or Ctrl-C, the SLURM job. (tests/test_train.py has the rest; apart, pytest-
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -11,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 
+from common.errors import HarnessError
 from tests.conftest import REPO, cli_environment
 from tests.training_runs import TINY, losses, rows, start, train, wait_for_steps
 
@@ -24,6 +27,8 @@ def test_ddp_and_pipelines_draw_the_single_process_curve(train_build):
                "pipeline-1f1b": ["--parallel", "pipeline", "--stages", "2"],
                "pipeline-gpipe": ["--parallel", "pipeline", "--stages", "2", "--schedule", "gpipe",
                                   "--microbatches", "2"]}
+    if importlib.util.find_spec("deepspeed"):  # installed by make setup; PARALLEL=deepspeed-pipeline needs it
+        layouts["deepspeed-pipeline"] = ["--parallel", "deepspeed-pipeline", "--stages", "2"]
     for name, layout in layouts.items():
         train(train_build, *common, *layout, "--run", f"curve-{name}")
     single = losses(train_build, "curve-single")
@@ -41,6 +46,27 @@ def test_ddp_and_pipelines_draw_the_single_process_curve(train_build):
     assert merged.keys() == whole.keys()  # every stage's weights, under the full model's names
     # Adam moves a weight by up to lr per step whatever the gradient's size: rounding can flip a tiny one's sign
     assert all(np.allclose(merged[key].numpy(), whole[key].numpy(), atol=4 * 5e-5) for key in whole)
+    if "deepspeed-pipeline" in layouts:
+        folder = train_build / "train" / "curve-deepspeed-pipeline"
+        settings = json.loads((folder / "ds_config.json").read_text())
+        assert (settings["train_batch_size"], settings["gradient_accumulation_steps"]) == (8, 4)  # 4 microbatches
+        assert load_file(folder / "model" / "model.safetensors").keys() == whole.keys()
+
+
+def test_deepspeed_missing_names_the_extra(monkeypatch):
+    from train.__main__ import parser
+    from train.config import resolve
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == "deepspeed" else
+                        real(name, *rest))
+    with pytest.raises(HarnessError, match=re.escape("needs DeepSpeed: pip install '.[deepspeed]'")):
+        resolve(parser().parse_args(["--shape", "tiny", "--parallel", "deepspeed-pipeline"]))
+    monkeypatch.undo()
+    if real("deepspeed"):
+        with pytest.raises(HarnessError, match="give PRECISION=bf16"):
+            resolve(parser().parse_args(["--shape", "tiny", "--parallel", "deepspeed-pipeline", "--precision",
+                                         "fp16"]))
 
 
 @pytest.mark.slow

@@ -16,7 +16,8 @@ from train.parallel import SCHEDULES
 from train.pretrain import MASK_RATE
 
 TASKS = ("finetune", "pretrain")
-PARALLEL_MODES = ("none", "ddp", "pipeline")
+PARALLEL_MODES = ("none", "ddp", "pipeline", "deepspeed-pipeline")
+PIPELINES = ("pipeline", "deepspeed-pipeline")  # a stage per rank: torch.distributed.pipelining's or DeepSpeed's
 PRECISIONS = ("fp32", "bf16", "fp16")
 OPTIMIZERS = ("adamw", "lamb")
 
@@ -62,8 +63,13 @@ class TrainConfig:
         """SHAPE= parsed (random weights of that shape), or None when MODEL= gives the weights."""
         return parse_shape(self.shape) if self.shape else None
 
+    @property
+    def pipelined(self) -> bool:
+        return self.parallel in PIPELINES
+
     def default_run_name(self, model_name: str) -> str:
-        layout = {"none": "", "ddp": f"-ddp{self.workers}", "pipeline": f"-pipeline{self.stages}-{self.schedule}"}
+        layout = {"none": "", "ddp": f"-ddp{self.workers}", "pipeline": f"-pipeline{self.stages}-{self.schedule}",
+                  "deepspeed-pipeline": f"-deepspeed-pipeline{self.stages}"}
         task = f"-pretrain-seq{self.seq_length}" if self.task == "pretrain" else ""
         return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{model_name}{task}{layout[self.parallel]}-{self.precision}-"
                                                  f"{self.device.split(':')[0]}-b{self.batch_size}")
@@ -124,14 +130,16 @@ def resolve(args) -> TrainConfig:
     if parallel == "none" and (workers or 1) > 1:
         raise HarnessError(f"WORKERS={workers} with PARALLEL=none: one process trains; give PARALLEL=ddp (a replica "
                            "per worker) or PARALLEL=pipeline (a stage per worker)")
-    if stages is not None and parallel != "pipeline":
+    if stages is not None and parallel not in PIPELINES:
         raise HarnessError(f"STAGES={stages} splits the model for PARALLEL=pipeline, not PARALLEL={parallel}")
-    if parallel == "pipeline" and task == "pretrain":
+    if parallel in PIPELINES and task == "pretrain":
         raise HarnessError("TASK=pretrain runs PARALLEL=none or ddp; pipelines are for fine-tuning so far")
-    if parallel == "pipeline":
+    if parallel == "deepspeed-pipeline":
+        check_deepspeed(args.precision)
+    if parallel in PIPELINES:
         stages = stages or workers or 2
         if workers is not None and workers != stages:
-            raise HarnessError(f"PARALLEL=pipeline runs one rank per stage: WORKERS={workers} but STAGES={stages}; "
+            raise HarnessError(f"PARALLEL={parallel} runs one rank per stage: WORKERS={workers} but STAGES={stages}; "
                                "give STAGES alone")
         workers = stages
     elif parallel == "ddp":
@@ -139,12 +147,12 @@ def resolve(args) -> TrainConfig:
     else:
         workers = 1
     microbatches = whole_number("MICROBATCHES", args.microbatches, 1)
-    if microbatches is not None and parallel != "pipeline":
+    if microbatches is not None and parallel not in PIPELINES:
         raise HarnessError(f"MICROBATCHES={microbatches} is for PARALLEL=pipeline")
     microbatches = microbatches or 2 * (stages or 1)
     schedule = _choice("SCHEDULE", args.schedule, SCHEDULES)
     if args.schedule and parallel != "pipeline":
-        raise HarnessError(f"SCHEDULE={args.schedule} is for PARALLEL=pipeline")
+        raise HarnessError(f"SCHEDULE={args.schedule} is for PARALLEL=pipeline (DeepSpeed runs its own 1F1B)")
     if args.shape:
         parse_shape(args.shape)
     accumulate = whole_number("ACCUMULATE", args.accumulate, 1) or 1
@@ -173,7 +181,7 @@ def resolve(args) -> TrainConfig:
             raise HarnessError(f"MAX_PREDICTIONS={max_predictions} is for TASK=pretrain")
     return TrainConfig(
         task=task, model=args.model or None, shape=args.shape or None, dataset=dataset,
-        parallel=parallel, workers=workers, stages=stages or 1, microbatches=microbatches if parallel == "pipeline"
+        parallel=parallel, workers=workers, stages=stages or 1, microbatches=microbatches if parallel in PIPELINES
         else 1, schedule=schedule, precision=_choice("PRECISION", args.precision, PRECISIONS), device=device,
         epochs=whole_number("EPOCHS", args.epochs, 1) or 2, steps=steps or (50 if task == "pretrain" else None),
         batch_size=batch_size, accumulate=accumulate,
@@ -188,6 +196,18 @@ def resolve(args) -> TrainConfig:
         steps_per_log=whole_number("STEPS_PER_LOG", args.steps_per_log, 0) or 0,
         optimizer=_choice("OPTIMIZER", args.optimizer, OPTIMIZERS), loss_scale=static_loss_scale(args.loss_scale,
                                                                                                args.precision))
+
+
+def check_deepspeed(precision: str | None) -> None:
+    """PARALLEL=deepspeed-pipeline: DeepSpeed installed, and a precision it runs here."""
+    import importlib.util
+
+    if importlib.util.find_spec("deepspeed") is None:
+        raise HarnessError("PARALLEL=deepspeed-pipeline needs DeepSpeed: pip install '.[deepspeed]'")
+    if precision == "fp16":
+        raise HarnessError("PARALLEL=deepspeed-pipeline runs fp32 or bf16 (autocast, as the other modes); DeepSpeed's "
+                           "fp16 casts the whole model to half and scales the loss itself, which this comparison "
+                           "leaves out: give PRECISION=bf16")
 
 
 def static_loss_scale(value: str | None, precision: str | None) -> float | None:
@@ -231,7 +251,7 @@ def resolve_and_check(args) -> tuple[TrainConfig, str]:
     config = resolve(args)
     layers, model_name = (pretraining_outline(config.model, config.bert_shape()) if config.task == "pretrain"
                           else outline(config.model, config.bert_shape()))
-    if config.parallel == "pipeline":
+    if config.pipelined:
         layer_split(layers, config.stages)  # before MICROBATCHES, whose default follows STAGES
     check_batch_split(config)
     check_device(config.device, config.workers)
@@ -240,7 +260,8 @@ def resolve_and_check(args) -> tuple[TrainConfig, str]:
 
 def check_batch_split(config: TrainConfig) -> None:
     """Each slice of a step (BATCH_SIZE over ACCUMULATE) splits into equal parts: a replica's or a microbatch's."""
-    parts = {"ddp": (config.workers, "WORKERS"), "pipeline": (config.microbatches, "MICROBATCHES")}.get(config.parallel)
+    parts = (config.microbatches, "MICROBATCHES") if config.pipelined else {"ddp": (config.workers, "WORKERS")}.get(
+        config.parallel)
     piece = config.batch_size // config.accumulate
     if parts and piece % parts[0]:
         raise HarnessError(f"BATCH_SIZE={config.batch_size} over ACCUMULATE={config.accumulate} gives slices of "

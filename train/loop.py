@@ -22,12 +22,12 @@ import torch
 from common.errors import HarnessError
 from harness.energy import energy_meter, peak_memory
 from train import checkpoint
-from train.config import TrainConfig
+from train.config import PIPELINES, TrainConfig
 from train.data import Split
 from train.evaluate import evaluate
 from train.lamb import Lamb
 from train.model import QaStage, qa_losses, save_model
-from train.parallel import Batches, DdpEngine, PipelineEngine, SingleEngine
+from train.parallel import Batches, DdpEngine, DeepSpeedPipelineEngine, PipelineEngine, SingleEngine
 from train.pretrain import LOSS_PARTS, PretrainingBatches, PretrainingSamples, PretrainStage, pretraining_loss
 
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -115,7 +115,8 @@ class Task:
 
 def finetuning_task(train: Split, validation: Split, device: torch.device, parallel: str) -> Task:
     features = train.features
-    return Task(np.flatnonzero(features.trainable), features.lengths, Batches(features, device, parallel != "pipeline"),
+    batches = Batches(features, device, trim=parallel not in PIPELINES)
+    return Task(np.flatnonzero(features.trainable), features.lengths, batches,
                 lambda model, dtype: QaStage(model, range(model.config.num_hidden_layers), dtype), qa_losses,
                 validation=validation)
 
@@ -168,6 +169,8 @@ class Trainer:
         if config.parallel == "pipeline":
             self.engine = PipelineEngine(model, task.batches, place.rank, config.stages, config.microbatches,
                                          config.schedule, self.autocast, self.device)
+        elif config.parallel == "deepspeed-pipeline":
+            self.engine = DeepSpeedPipelineEngine(model, task.batches, place.rank, config.stages, self.autocast)
         else:
             stage = task.stage(model, self.autocast).to(self.device)
             self.engine = (DdpEngine(stage, task.batches, place.rank, place.world, self.device, task.loss)
@@ -180,13 +183,15 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, linear_schedule(self.total_steps,
                                                                                            warmup_steps))
         self.loss_scale = LossScale(config.precision == "fp16", config.loss_scale)
+        if isinstance(self.engine, DeepSpeedPipelineEngine):  # it steps our optimiser and schedule itself
+            self.engine.start(self.optimizer, self.scheduler, config, run_dir if place.leader else None)
         self.step, self.elapsed = 0, 0.0  # steps done; wall seconds before this session (a resumed run)
         self.train_seconds = 0.0  # in steps alone, evaluation and checkpoints left out: the x axis of comparisons
         self.eval_model: QaStage | None = None
 
     # -- checkpoints --------------------------------------------------------------------------------------
     def _writes_checkpoint(self) -> bool:
-        return self.place.leader or self.config.parallel == "pipeline"
+        return self.place.leader or self.config.pipelined
 
     def save_checkpoint(self) -> None:
         if self._writes_checkpoint():
@@ -197,14 +202,14 @@ class Trainer:
                 "train_seconds": self.train_seconds})
         self.barrier()
         if self.place.leader:
-            checkpoint.publish(self.run_dir, self.step, self.place.world if self.config.parallel == "pipeline" else 1)
+            checkpoint.publish(self.run_dir, self.step, self.place.world if self.config.pipelined else 1)
 
     def resume(self) -> int:
         """Load the latest checkpoint, if any; the step it reached (0 when none)."""
         step = checkpoint.latest_step(self.run_dir)
         if step is None:
             return 0
-        part = checkpoint.read_part(self.run_dir, step, self.place.rank if self.config.parallel == "pipeline" else 0)
+        part = checkpoint.read_part(self.run_dir, step, self.place.rank if self.config.pipelined else 0)
         self.engine.stage.load_state_dict(part["model"])
         self.optimizer.load_state_dict(part["optimizer"])
         self.scheduler.load_state_dict(part["scheduler"])
@@ -226,7 +231,7 @@ class Trainer:
 
     def full_model(self) -> QaStage | None:
         """Rank 0: the whole model with the current weights (a pipeline's stages gathered); None elsewhere."""
-        if self.config.parallel != "pipeline":
+        if not self.config.pipelined:
             return self.engine.stage if self.place.leader else None
         state = self.engine.state_dict()
         if not self.place.leader:
@@ -246,6 +251,9 @@ class Trainer:
         it used, whether it was kept."""
         config = self.config
         torch.manual_seed(config.seed * 1_000_003 + self.step * 1_000 + self.place.rank)  # dropout, step by step
+        if isinstance(self.engine, DeepSpeedPipelineEngine):
+            learning_rate = self.scheduler.get_last_lr()[0]
+            return self.engine.train_batch(rows, config.accumulate), learning_rate, True
         factor = self.loss_scale.value / config.accumulate
         loss = np.zeros(1 + len(self.task.loss_parts))
         slices = np.split(rows, config.accumulate)

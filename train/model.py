@@ -118,22 +118,73 @@ class QaStage(nn.Module):
         self.qa_outputs = model.qa_outputs if self.last else None
 
     def forward(self, *inputs: torch.Tensor):
-        device_type = inputs[0].device.type
-        with torch.autocast(device_type, dtype=self.autocast_dtype or torch.float32,
-                            enabled=self.autocast_dtype is not None):
+        with autocast(inputs[0].device.type, self.autocast_dtype):
             if self.first:
                 input_ids, segment_ids, input_mask = inputs
                 hidden = self.bert.embeddings(input_ids=input_ids, token_type_ids=segment_ids)
             else:
                 hidden, input_mask = inputs
-            additive_mask = (1.0 - input_mask[:, None, None, :].float()) * PAD_LOGIT
             for index in self.layers:
-                output = self.bert.encoder.layer[index](hidden, attention_mask=additive_mask)
-                hidden = output[0] if isinstance(output, tuple) else output  # transformers 4 returns a tuple
+                hidden = encode(self.bert.encoder.layer[index], hidden, input_mask)
             if not self.last:
                 return hidden, input_mask
-            logits = self.qa_outputs(hidden).float()
-        return logits.masked_fill(input_mask[..., None] == 0, PAD_LOGIT)
+            return score(self.qa_outputs, hidden, input_mask)
+
+
+def autocast(device_type: str, dtype: torch.dtype | None):
+    return torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def encode(layer: nn.Module, hidden: torch.Tensor, input_mask: torch.Tensor) -> torch.Tensor:
+    """One transformers encoder layer over padded rows, padding masked out of attention."""
+    output = layer(hidden, attention_mask=(1.0 - input_mask[:, None, None, :].float()) * PAD_LOGIT)
+    return output[0] if isinstance(output, tuple) else output  # transformers 4 returns a tuple
+
+
+def score(head: nn.Module, hidden: torch.Tensor, input_mask: torch.Tensor) -> torch.Tensor:
+    """[batch, positions, 2] start/end logits in fp32, padding's set to PAD_LOGIT."""
+    return head(hidden).float().masked_fill(input_mask[..., None] == 0, PAD_LOGIT)
+
+
+class PipeLayer(nn.Module):
+    """One piece of the model as DeepSpeed's PipelineModule takes it: (embeddings | an encoder layer | the head),
+    each taking and giving one tuple. The int mask travels beside the hidden states: DeepSpeed sends floating
+    tensors back with gradients, which a mask has none of."""
+
+    def __init__(self, kind: str, module: nn.Module, autocast_dtype: torch.dtype | None):
+        super().__init__()
+        self.kind, self.module, self.autocast_dtype = kind, module, autocast_dtype
+
+    def forward(self, inputs: tuple[torch.Tensor, ...]):
+        with autocast(inputs[0].device.type, self.autocast_dtype):
+            if self.kind == "embeddings":
+                input_ids, segment_ids, input_mask = inputs
+                return self.module(input_ids=input_ids, token_type_ids=segment_ids), input_mask
+            hidden, input_mask = inputs
+            if self.kind == "encoder":
+                return encode(self.module, hidden, input_mask), input_mask
+            return score(self.module, hidden, input_mask)
+
+
+def pipe_layers(model, autocast_dtype: torch.dtype | None) -> list[PipeLayer]:
+    bert = model.bert
+    return [PipeLayer("embeddings", bert.embeddings, autocast_dtype),
+            *(PipeLayer("encoder", layer, autocast_dtype) for layer in bert.encoder.layer),
+            PipeLayer("head", model.qa_outputs, autocast_dtype)]
+
+
+def qa_stage_names(pipe_state: dict, layers: int) -> dict:
+    """A PipelineModule's weights (keys "<layer index>.module.<name>") under QaStage's (the full model's) names."""
+    def renamed(key: str) -> str:
+        index, _, name = key.split(".", 2)
+        position = int(index)
+        if position == 0:
+            return f"bert.embeddings.{name}"
+        if position <= layers:
+            return f"bert.encoder.layer.{position - 1}.{name}"
+        return f"qa_outputs.{name}"
+
+    return {renamed(key): value for key, value in pipe_state.items()}
 
 
 def qa_loss(logits: torch.Tensor, positions: torch.Tensor, reduction: str = "mean") -> torch.Tensor:

@@ -9,13 +9,14 @@ and NSP). The loop (train/loop.py) owns everything else, the same for all three.
 from __future__ import annotations
 
 import inspect
+import json
 from contextlib import nullcontext
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from train.model import QaStage, layer_split, qa_loss, qa_losses
+from train.model import QaStage, layer_split, pipe_layers, qa_loss, qa_losses, qa_stage_names
 
 SCHEDULES = ("1f1b", "gpipe")
 
@@ -125,6 +126,57 @@ class PipelineEngine:
     def gradient_norm(self) -> float:
         """Of the whole model: the squares summed over the stages."""
         return self.reduce_sum([gradient_norm(self.stage.parameters()) ** 2])[0] ** 0.5
+
+
+class DeepSpeedPipelineEngine:
+    """PARALLEL=deepspeed-pipeline: the same layers as a DeepSpeed PipelineModule, one stage per rank (its encoder
+    layers balanced by count, the first stage embedding, the last scoring). DeepSpeed's engine runs each step's
+    micro-batches, sums their gradients, clips them and steps our optimiser and schedule: `train_batch` is the
+    whole step, with ds_config.json (written from our settings into the run folder) saying how."""
+
+    def __init__(self, model, batches: Batches, rank: int, stages: int, autocast_dtype: torch.dtype | None):
+        import deepspeed
+        from deepspeed.pipe import PipelineModule
+
+        deepspeed.init_distributed(dist_backend=dist.get_backend())  # on the group the ranks already joined
+        self.batches, self.rank, self.world, self.layers = batches, rank, stages, model.config.num_hidden_layers
+        self.stage = PipelineModule(pipe_layers(model, autocast_dtype), num_stages=stages, loss_fn=qa_loss,
+                                    partition_method="type:PipeLayer")  # every piece counts once: even splits
+        self.module = self.stage
+        self.engine = None
+
+    def start(self, optimizer, scheduler, config, run_dir) -> None:
+        import deepspeed
+
+        micro_batches = config.accumulate * config.microbatches
+        settings = {"train_batch_size": config.batch_size, "gradient_accumulation_steps": micro_batches,
+                    "train_micro_batch_size_per_gpu": config.batch_size // micro_batches,
+                    "gradient_clipping": config.max_grad_norm, "zero_optimization": {"stage": 0},
+                    "steps_per_print": 2 ** 31, "wall_clock_breakdown": False}
+        if run_dir is not None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "ds_config.json").write_text(json.dumps(settings, indent=2) + "\n")
+        self.engine, *_ = deepspeed.initialize(model=self.stage, optimizer=optimizer, lr_scheduler=scheduler,
+                                               config=settings)
+        self.micro_batches = micro_batches
+
+    def train_batch(self, rows: np.ndarray, accumulate: int) -> np.ndarray:
+        """One optimiser step over `rows`; its mean loss on the last stage, 0 on the others (the loop sums ranks)."""
+        pieces = [self.batches.tensors(piece) for piece in np.split(rows, self.micro_batches)]
+        loss = float(self.engine.train_batch(data_iter=iter(pieces)))
+        return np.array([loss if self.engine.is_last_stage() else 0.0])
+
+    def state_dict(self) -> dict:
+        """Rank 0: every stage's weights under the full model's names; other ranks send theirs and get {}."""
+        parts: list = [None] * self.world
+        local = {key: value.cpu() for key, value in self.stage.state_dict().items()}
+        dist.gather_object(local, parts if self.rank == 0 else None, dst=0)
+        if self.rank != 0:
+            return {}
+        return qa_stage_names({key: value for part in parts for key, value in part.items()}, self.layers)
+
+    def reduce_sum(self, values: list[float]) -> list[float]:
+        return all_reduce_sum(values, self.batches.device)
 
 
 def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
