@@ -253,7 +253,7 @@ class Trainer:
         torch.manual_seed(config.seed * 1_000_003 + self.step * 1_000 + self.place.rank)  # dropout, step by step
         if isinstance(self.engine, DeepSpeedPipelineEngine):
             learning_rate = self.scheduler.get_last_lr()[0]
-            return self.engine.train_batch(rows, config.accumulate), learning_rate, True
+            return self.engine.train_batch(rows), learning_rate, True
         factor = self.loss_scale.value / config.accumulate
         loss = np.zeros(1 + len(self.task.loss_parts))
         slices = np.split(rows, config.accumulate)

@@ -160,7 +160,7 @@ class DeepSpeedPipelineEngine:
                                                config=settings)
         self.micro_batches = micro_batches
 
-    def train_batch(self, rows: np.ndarray, accumulate: int) -> np.ndarray:
+    def train_batch(self, rows: np.ndarray) -> np.ndarray:
         """One optimiser step over `rows`; its mean loss on the last stage, 0 on the others (the loop sums ranks)."""
         pieces = [self.batches.tensors(piece) for piece in np.split(rows, self.micro_batches)]
         loss = float(self.engine.train_batch(data_iter=iter(pieces)))
