@@ -19,6 +19,7 @@ COMMANDS = {  # make target -> (module with parser(), subcommand)
     "bench": ("benchmarks.bench", None),
     "profile": ("benchmarks.batch_profile", None), "train": ("train.__main__", None),
     "train-compare": ("benchmarks.train_compare", None), "train-bench": ("benchmarks.train_trainer", None),
+    "pretrain-sweep": ("benchmarks.pretrain_sweep", None),
     "device-check": ("benchmarks.device_check", None),
 }
 
