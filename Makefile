@@ -98,9 +98,10 @@ train: $(ENV)
 	$(PYTHON) -m train $(ARGS_train)
 
 # Pre-train a randomly initialised BERT of SHAPE (MLM + NSP heads) on DATASET (synthetic by default): throughput
-# and losses step by step under $(BUILD)/train/<run>/ (train/pretrain.py).
+# and losses step by step under $(BUILD)/train/<run>/ (train/pretrain.py). DATA= is taken as DATASET= here, as
+# pre-training recipes name it (DATA=synthetic, DATA=corpus.txt); DATASET= wins where both are given.
 pretrain: $(ENV)
-	$(PYTHON) -m train --task pretrain $(ARGS_train)
+	$(PYTHON) -m train --task pretrain $(if $(DATA),--dataset "$(DATA)") $(ARGS_train)
 
 # Pre-training throughput over MICRO_BATCHES, one make pretrain run each (benchmarks/pretrain_sweep.py).
 pretrain-sweep: $(ENV)

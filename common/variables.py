@@ -210,7 +210,8 @@ VARIABLES = (
     Variable("DATASET", "dev-split (offline: the shipped dev set's even articles train, odd ones validate), squad "
              "or squad_v2 (the hub's sets; needs internet once). TASK=pretrain: synthetic (generated), a text file "
              "(one sentence per line, a blank line between documents) or a hub corpus with a text column "
-             "(name or name:config).", f"{TRAIN_TARGETS} {PRETRAIN_SWEEP}", "dev-split (pretrain: synthetic)"),
+             "(name or name:config); make pretrain also takes it as DATA=.",
+             f"{TRAIN_TARGETS} {PRETRAIN_SWEEP}", "dev-split (pretrain: synthetic)"),
     Variable("EVAL_EVERY", "Also validate every N steps (and at step 0).", TRAIN_TARGETS,
              "at each epoch's end and the last step"),
     Variable("VAL_QUESTIONS", "Validate on the first N validation questions.", TRAIN_TARGETS, "all"),

@@ -89,3 +89,10 @@ def test_make_all_stops_at_the_first_failing_step(tmp_path):
     code, steps = make_all(tmp_path, fail="accuracy --scenario Offline")
     assert code != 0
     assert steps == ["submission --required-scenarios", "harness accuracy Offline"]
+
+
+def test_make_pretrain_takes_data_as_its_dataset():
+    """DATA= as pre-training recipes name it, never ignored: make pretrain hands it on as --dataset."""
+    given = subprocess.run(["make", "-n", "--no-print-directory", "pretrain", "PYTHON=python3", "SHAPE=tiny",
+                            "DATA=corpus.txt"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert '--task pretrain --dataset "corpus.txt"' in given
