@@ -213,11 +213,12 @@ def test_two_workers_from_the_command_line(tmp_path, build_dir, features, small_
 
 def test_server_quick_run_with_two_workers(tmp_path, build_dir, features):
     system = tmp_path / "fast-server.json"
-    # A latency bound of 1 s: the test is two ranks serving LoadGen's Server schedule to a VALID end, not how
-    # fast a 2-core CI machine shared with other tests answers (at bert's 130 ms, p99 went over there once).
+    # A latency bound of 2 s: the test is two ranks serving LoadGen's Server schedule to a VALID end, not how
+    # fast a 2-core CI machine shared with other tests answers (at bert's 130 ms p99 went over there once; at 1 s,
+    # early stopping failed twice once the suite ran DeepSpeed and pre-training beside it, p99 0.91 s).
     system.write_text(json.dumps({"description": "Server at 50 queries/s", "device": "cpu", "precision": "fp32",
                                   "batch_size": 8, "max_tokens": None, "default_count": 64,
-                                  "loadgen": {"Server": {"target_qps": 50, "target_latency": 1000}}}))
+                                  "loadgen": {"Server": {"target_qps": 50, "target_latency": 2000}}}))
     result = run_cli("harness", "perf", "--scenario", "Server", "--shape", "tiny", "--workers", "2", "--system",
                      str(system), "--count", "600", "--build-dir", str(build_dir), cwd=tmp_path)
     assert result.returncode == 0 and "LoadGen result: VALID" in result.stdout, result.stdout[-3000:]
