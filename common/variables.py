@@ -106,8 +106,9 @@ VARIABLES = (
              "accepted ones.", f"{RUNS} profile", flag="--backend-option", kind="each",
              parser={"metavar": "KEY=VALUE"}),
     Variable("WORKERS", "Ranks under torch.distributed, each running the backend on its own device (a GPU, or a "
-             "share of the cores). Training: DDP ranks.", f"{RUNS} scale:list {TRAIN_TARGETS}",
-             "1 (make scale: 1 2; training: 2)", notes={"scale": "the worker counts to compare"}),
+             "share of the cores). Training: DDP ranks, or STAGES x copies of a DeepSpeed pipeline.",
+             f"{RUNS} scale:list {TRAIN_TARGETS}", "1 (make scale: 1 2; training: 2; deepspeed-pipeline: STAGES)",
+             notes={"scale": "the worker counts to compare"}),
     Variable("RANK0_COMPUTES", "With WORKERS: 1 lets rank 0 run a backend beside LoadGen, 0 keeps it to "
              "LoadGen and dispatch.", f"{RUNS} scale", "1", parser={**ZERO_ONE}),
     Variable("WORKER_TIMEOUT", "Seconds (above 0) a worker may take over one batch before the run ends, naming "
@@ -181,6 +182,8 @@ VARIABLES = (
     Variable("STAGES", "Pipeline stages, one rank each; at most the encoder's layers.", "train train-compare:list",
              "2 (train-compare: 2 4)", notes={"train-compare": "the pipeline stage counts to compare"}),
     Variable("MICROBATCHES", "Microbatches per pipeline step.", TRAIN_TARGETS, "2 x STAGES"),
+    Variable("ZERO", "PARALLEL=deepspeed-pipeline: DeepSpeed's ZeRO stage, 0 or 1 (1 splits the optimiser's state "
+             "over the pipeline's copies, WORKERS / STAGES of them).", "train", "0"),
     Variable("SCHEDULE", "Pipeline schedule: 1f1b or gpipe.", TRAIN_TARGETS, "1f1b"),
     Variable("STEPS", "Optimiser steps.", f"{TRAIN_TARGETS} train-bench pretrain-sweep",
              "EPOCHS epochs' worth (pretrain: 50; train-compare, train-bench: 30)"),

@@ -40,11 +40,12 @@ class Rank:
 
 
 def launched_rank() -> Rank | None:
-    """This process's place when started by torchrun or srun, else None (a plain process)."""
+    """This process's place when started by torchrun, DeepSpeed's launcher or srun, else None (a plain process)."""
     environment = os.environ
     if "RANK" in environment and "WORLD_SIZE" in environment:
         world = int(environment["WORLD_SIZE"])
-        local_world = int(environment.get("LOCAL_WORLD_SIZE", world))
+        # LOCAL_SIZE: DeepSpeed's launcher's name for it
+        local_world = int(environment.get("LOCAL_WORLD_SIZE", environment.get("LOCAL_SIZE", world)))
         return Rank(int(environment["RANK"]), world, int(environment.get("LOCAL_RANK", 0)), local_world,
                     max(1, world // local_world))
     if "SLURM_PROCID" in environment and int(environment.get("SLURM_NTASKS", "1")) > 1:

@@ -103,3 +103,20 @@ def test_scaling_job(slurm, launcher):
         2 if launcher == "srun" else 1)
     assert "| workers | nodes | samples/s | speedup | efficiency |" in (folder / "scaling.md").read_text()
     assert (folder / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(("environment", "expected"), [
+    ({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}, (3, 4, 1, 2, 2)),  # torchrun
+    ({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_SIZE": "2"}, (3, 4, 1, 2, 2)),  # DeepSpeed's launcher
+    ({"SLURM_PROCID": "3", "SLURM_NTASKS": "4", "SLURM_LOCALID": "1", "SLURM_NNODES": "2"}, (3, 4, 1, 2, 2)),
+])
+def test_every_launcher_gives_each_rank_its_place(monkeypatch, environment, expected):
+    from harness.distributed import launched_rank
+
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "LOCAL_SIZE", "SLURM_PROCID",
+                 "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NNODES", "SLURM_NTASKS_PER_NODE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    rank = launched_rank()
+    assert (rank.rank, rank.world, rank.local_rank, rank.local_world, rank.nodes) == expected

@@ -172,6 +172,7 @@ def run_main(monkeypatch, *arguments: str):
     (["--shape", "tiny", "--parallel", "pipeline", "--stages", "2", "--workers", "3"],
      r"one rank per stage: WORKERS=3 but STAGES=2"),
     (["--shape", "tiny", "--parallel", "ddp", "--batch-size", "9"], r"do not divide into WORKERS=2 equal parts"),
+    (["--shape", "tiny", "--parallel", "ddp", "--zero", "1"], r"ZERO=1 is DeepSpeed's: for PARALLEL=deepspeed-"),
     (["--shape", "tiny", "--batch-size", "8", "--accumulate", "3"], r"does not divide into ACCUMULATE=3"),
     (["--shape", "tiny", "--precision", "int8"], r"unknown PRECISION=int8; choose fp32, bf16, fp16"),
     ([], r"nothing to train: give MODEL=.* or SHAPE="),

@@ -15,7 +15,19 @@ import pytest
 
 from common.errors import HarnessError
 from tests.conftest import REPO, cli_environment
-from tests.training_runs import TINY, losses, rows, start, train, wait_for_steps
+from tests.training_runs import (
+    TINY,
+    deepspeed_launcher,
+    losses,
+    rows,
+    start,
+    start_nodes,
+    train,
+    wait_for_steps,
+)
+
+NEEDS_DEEPSPEED = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None,
+                                     reason="DeepSpeed is not installed (make setup installs it)")
 
 
 @pytest.mark.slow
@@ -27,10 +39,12 @@ def test_ddp_and_pipelines_draw_the_single_process_curve(train_build):
                "pipeline-1f1b": ["--parallel", "pipeline", "--stages", "2"],
                "pipeline-gpipe": ["--parallel", "pipeline", "--stages", "2", "--schedule", "gpipe",
                                   "--microbatches", "2"]}
-    if importlib.util.find_spec("deepspeed"):  # installed by make setup; PARALLEL=deepspeed-pipeline needs it
-        layouts["deepspeed-pipeline"] = ["--parallel", "deepspeed-pipeline", "--stages", "2"]
     for name, layout in layouts.items():
         train(train_build, *common, *layout, "--run", f"curve-{name}")
+    if importlib.util.find_spec("deepspeed"):  # installed by make setup; PARALLEL=deepspeed-pipeline needs it
+        layouts["deepspeed-pipeline"] = ["--parallel", "deepspeed-pipeline", "--stages", "2"]
+        deepspeed_launcher(train_build, *common, *layouts["deepspeed-pipeline"], "--run", "curve-deepspeed-pipeline",
+                           ranks=2)  # started by DeepSpeed's own launcher, which passes --local_rank
     single = losses(train_build, "curve-single")
     assert len(single) == 4 and single[-1] < single[0]
     summaries = {name: json.loads((train_build / "train" / f"curve-{name}" / "summary.json").read_text())
@@ -67,6 +81,63 @@ def test_deepspeed_missing_names_the_extra(monkeypatch):
         with pytest.raises(HarnessError, match="give PRECISION=bf16"):
             resolve(parser().parse_args(["--shape", "tiny", "--parallel", "deepspeed-pipeline", "--precision",
                                          "fp16"]))
+
+
+@pytest.mark.slow
+@NEEDS_DEEPSPEED
+def test_zero1_over_two_copies_of_a_deepspeed_pipeline_resumes_on_the_single_process_curve(train_build):
+    """Four ranks as two torchrun nodes of two: 2 stages x 2 copies, ZeRO-1 splitting AdamW's state between the
+    copies; killed past a checkpoint, resumed from DeepSpeed's own checkpoint files, every loss on the curve."""
+    common = [*TINY, "--steps", "6", "--dropout", "0"]
+    train(train_build, *common, "--run", "zero-single")
+    layout = [*common, "--parallel", "deepspeed-pipeline", "--stages", "2", "--workers", "4", "--zero", "1",
+              "--checkpoint-every", "2", "--run", "zero1"]
+    ranks = start_nodes(train_build, *layout, nodes=2, per_node=2)
+    wait_for_steps(train_build, "zero1", 3, ranks[0])
+    for rank in ranks:
+        rank.kill()
+        rank.wait()
+    from train.checkpoint import latest_step, step_dir
+
+    folder = train_build / "train" / "zero1"
+    saved = step_dir(folder, latest_step(folder))
+    assert sorted(path.name for path in (saved / "deepspeed").glob("zero_pp_rank_*")) == [
+        f"zero_pp_rank_{copy}_mp_rank_{stage:02d}_optim_states.pt" for copy in (0, 1) for stage in (0, 1)]
+    settings = json.loads((folder / "ds_config.json").read_text())
+    assert settings["zero_optimization"]["stage"] == 1 and settings["train_micro_batch_size_per_gpu"] == 1
+    resumed = start_nodes(train_build, *layout, "--resume", nodes=2, per_node=2)
+    outputs = [rank.communicate(timeout=600) for rank in resumed]
+    assert [rank.returncode for rank in resumed] == [0] * 4, outputs[0][1][-3000:]
+    assert "resuming zero1 at step" in outputs[0][0]
+    assert losses(train_build, "zero1") == pytest.approx(losses(train_build, "zero-single"), rel=1e-5, abs=1e-6)
+
+
+@NEEDS_DEEPSPEED
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--zero", "2"], r"ZERO=2: DeepSpeed's pipeline engine runs ZeRO stage 0 or 1"),
+    (["--zero", "1", "--optimizer", "lamb"], r"LAMB's trust ratio, taken weight by weight.*give OPTIMIZER=adamw"),
+    (["--workers", "3"], r"WORKERS / STAGES copies of the pipeline: WORKERS=3 is not a multiple of STAGES=2"),
+    (["--workers", "4", "--batch-size", "12"], r"slices of 12, which do not divide into MICROBATCHES x WORKERS / "
+                                                 r"STAGES=8 equal parts"),
+])
+def test_bad_deepspeed_settings_get_one_clear_error(arguments, message):
+    from train.__main__ import parser
+    from train.config import resolve_and_check
+
+    with pytest.raises(HarnessError, match=message):
+        resolve_and_check(parser().parse_args(["--shape", "tiny", "--parallel", "deepspeed-pipeline", "--stages",
+                                               "2", *arguments]))
+
+
+@NEEDS_DEEPSPEED
+def test_deepspeed_copies_and_zero_name_the_run():
+    from train.__main__ import parser
+    from train.config import resolve
+
+    config = resolve(parser().parse_args(["--shape", "tiny", "--parallel", "deepspeed-pipeline", "--workers", "4",
+                                          "--zero", "1", "--micro-batch", "2"]))
+    assert (config.stages, config.replicas, config.batch_size) == (2, 2, 4)  # 2 stages (the default) x 2 copies
+    assert config.default_run_name("tiny").startswith("tiny-deepspeed-pipeline2x2-zero1-fp32-")
 
 
 @pytest.mark.slow

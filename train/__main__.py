@@ -1,8 +1,8 @@
 """`make train` / `python -m train`: fine-tune a BERT question-answering model on SQuAD, or pre-train one
 (`make pretrain`: masked-language-model and next-sentence heads), measured step by step.
 
-    python -m train --model DIR | --shape S  [--parallel none|ddp|pipeline] [--workers N] [--stages N]
-        [--microbatches M] [--schedule 1f1b|gpipe] [--precision fp32|bf16|fp16] [--steps N | --epochs N]
+    python -m train --model DIR | --shape S  [--parallel none|ddp|pipeline|deepspeed-pipeline] [--workers N]
+        [--stages N] [--microbatches M] [--schedule 1f1b|gpipe] [--zero 0|1] [--precision fp32|bf16|fp16] [--steps N | --epochs N]
         [--batch-size B] [--accumulate K] [--lr X] [--dataset dev-split|squad|squad_v2] [--resume] [--run NAME]
     python -m train --task pretrain --shape S [--seq-len 128|384] [--micro-batch B] [--accumulate K]
         [--parallel ddp --workers N] [--max-predictions P] [--dataset synthetic|FILE|HUB] [--steps-per-log N]
@@ -39,6 +39,9 @@ def parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m train", description=__doc__.split("\n\n")[0], epilog=EPILOG,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     add_variables(parser, "train", build_dir={"default": REPO / "build"})
+    parser.add_argument("--local_rank", "--local-rank", type=int, metavar="N",
+                        help="given by DeepSpeed's launcher (deepspeed --num_gpus N --module train ...), which also "
+                             "sets LOCAL_RANK, the one read")
     return parser
 
 

@@ -1,7 +1,8 @@
 """Checkpoints a crash or Ctrl-C cannot corrupt: each file written whole under another name, then renamed;
 `latest.json` names a step only once every rank's file of that step is in place.
 
-DDP replicas are identical, so rank 0 alone writes; each pipeline stage writes its own part.
+DDP replicas are identical, so rank 0 alone writes; each pipeline stage writes its own part. Under DeepSpeed
+every rank's part holds the loop's counters alone, DeepSpeed's own files in the same step folder the rest.
 """
 
 from __future__ import annotations
@@ -20,8 +21,12 @@ def checkpoints_dir(run_dir: Path) -> Path:
     return run_dir / "checkpoints"
 
 
+def step_dir(run_dir: Path, step: int) -> Path:
+    return checkpoints_dir(run_dir) / f"step-{step}"
+
+
 def rank_file(run_dir: Path, step: int, rank: int) -> Path:
-    return checkpoints_dir(run_dir) / f"step-{step}" / f"rank-{rank}.pt"
+    return step_dir(run_dir, step) / f"rank-{rank}.pt"
 
 
 def write_part(run_dir: Path, step: int, rank: int, payload: dict) -> None:

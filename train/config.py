@@ -32,6 +32,7 @@ class TrainConfig:
     workers: int
     stages: int
     microbatches: int
+    zero: int  # PARALLEL=deepspeed-pipeline: DeepSpeed's ZeRO stage, 0 or 1
     schedule: str
     precision: str
     device: str
@@ -67,9 +68,16 @@ class TrainConfig:
     def pipelined(self) -> bool:
         return self.parallel in PIPELINES
 
+    @property
+    def replicas(self) -> int:
+        """Copies of the whole model, each on its share of a step: DDP's ranks, DeepSpeed's pipelines."""
+        return self.workers // self.stages if self.pipelined else self.workers
+
     def default_run_name(self, model_name: str) -> str:
         layout = {"none": "", "ddp": f"-ddp{self.workers}", "pipeline": f"-pipeline{self.stages}-{self.schedule}",
-                  "deepspeed-pipeline": f"-deepspeed-pipeline{self.stages}"}
+                  "deepspeed-pipeline": f"-deepspeed-pipeline{self.stages}"
+                                        f"{f'x{self.replicas}' if self.replicas > 1 else ''}"
+                                        f"{f'-zero{self.zero}' if self.zero else ''}"}
         task = f"-pretrain-seq{self.seq_length}" if self.task == "pretrain" else ""
         return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{model_name}{task}{layout[self.parallel]}-{self.precision}-"
                                                  f"{self.device.split(':')[0]}-b{self.batch_size}")
@@ -102,7 +110,7 @@ def default_device() -> str:
 
 
 def check_device(device: str, ranks: int) -> None:
-    """Refuse ranks the machine cannot give a device each: GPUs on a GPU run, cores on a CPU run."""
+    """Refuse more ranks on this machine than it has devices: GPUs on a GPU run, cores on a CPU run."""
     import torch
 
     if device.startswith("cuda"):
@@ -115,7 +123,7 @@ def check_device(device: str, ranks: int) -> None:
         available, what = os.cpu_count() or 1, "CPU cores"
     else:
         raise HarnessError(f"unknown DEVICE={device}; use cpu, cuda or cuda:N")
-    if ranks > available and "SLURM_PROCID" not in os.environ and "LOCAL_WORLD_SIZE" not in os.environ:
+    if ranks > available:
         raise HarnessError(f"{ranks} ranks on this machine, which has {available} {what}: each rank needs one of its "
                            f"own; give WORKERS (or STAGES) of at most {available}, or spread the ranks over nodes "
                            "with srun (slurm/train.sbatch)")
@@ -136,12 +144,18 @@ def resolve(args) -> TrainConfig:
         raise HarnessError("TASK=pretrain runs PARALLEL=none or ddp; pipelines are for fine-tuning so far")
     if parallel == "deepspeed-pipeline":
         check_deepspeed(args.precision)
-    if parallel in PIPELINES:
+    if parallel == "pipeline":
         stages = stages or workers or 2
         if workers is not None and workers != stages:
             raise HarnessError(f"PARALLEL={parallel} runs one rank per stage: WORKERS={workers} but STAGES={stages}; "
                                "give STAGES alone")
         workers = stages
+    elif parallel == "deepspeed-pipeline":
+        stages = stages or 2
+        workers = workers or stages
+        if workers % stages:
+            raise HarnessError(f"PARALLEL=deepspeed-pipeline runs WORKERS / STAGES copies of the pipeline: WORKERS="
+                               f"{workers} is not a multiple of STAGES={stages}")
     elif parallel == "ddp":
         workers = workers or 2
     else:
@@ -155,9 +169,11 @@ def resolve(args) -> TrainConfig:
         raise HarnessError(f"SCHEDULE={args.schedule} is for PARALLEL=pipeline (DeepSpeed runs its own 1F1B)")
     if args.shape:
         parse_shape(args.shape)
+    zero = deepspeed_zero(args.zero, parallel, args.optimizer)
     accumulate = whole_number("ACCUMULATE", args.accumulate, 1) or 1
     batch_size = global_batch(whole_number("BATCH_SIZE", args.batch_size, 1),
-                              whole_number("MICRO_BATCH", args.micro_batch, 1), accumulate, workers)
+                              whole_number("MICRO_BATCH", args.micro_batch, 1), accumulate,
+                              workers // (stages or 1) if parallel in PIPELINES else workers)
     if batch_size % accumulate:
         raise HarnessError(f"BATCH_SIZE={batch_size} does not divide into ACCUMULATE={accumulate} equal slices")
     featurisation = resolve_samples("squad", args.seq_len, args.doc_stride).featurisation
@@ -181,8 +197,9 @@ def resolve(args) -> TrainConfig:
             raise HarnessError(f"MAX_PREDICTIONS={max_predictions} is for TASK=pretrain")
     return TrainConfig(
         task=task, model=args.model or None, shape=args.shape or None, dataset=dataset,
-        parallel=parallel, workers=workers, stages=stages or 1, microbatches=microbatches if parallel in PIPELINES
-        else 1, schedule=schedule, precision=_choice("PRECISION", args.precision, PRECISIONS), device=device,
+        parallel=parallel, workers=workers, stages=stages or 1, zero=zero,
+        microbatches=microbatches if parallel in PIPELINES else 1, schedule=schedule,
+        precision=_choice("PRECISION", args.precision, PRECISIONS), device=device,
         epochs=whole_number("EPOCHS", args.epochs, 1) or 2, steps=steps or (50 if task == "pretrain" else None),
         batch_size=batch_size, accumulate=accumulate,
         lr=_number("LR", args.lr, 1e-4 if task == "pretrain" else 5e-5, 1e-9, 1.0),
@@ -208,6 +225,22 @@ def check_deepspeed(precision: str | None) -> None:
         raise HarnessError("PARALLEL=deepspeed-pipeline runs fp32 or bf16 (autocast, as the other modes); DeepSpeed's "
                            "fp16 casts the whole model to half and scales the loss itself, which this comparison "
                            "leaves out: give PRECISION=bf16")
+
+
+def deepspeed_zero(value: str | None, parallel: str, optimizer: str | None) -> int:
+    """ZERO: DeepSpeed's ZeRO stage under its pipeline engine, which takes 0 or 1 (2 and 3 split the gradients
+    and weights a pipeline stage must hold whole)."""
+    if value in (None, ""):
+        return 0
+    if parallel != "deepspeed-pipeline":
+        raise HarnessError(f"ZERO={value} is DeepSpeed's: for PARALLEL=deepspeed-pipeline")
+    if value not in ("0", "1"):
+        raise HarnessError(f"ZERO={value}: DeepSpeed's pipeline engine runs ZeRO stage 0 or 1 (2 and 3 split the "
+                           "gradients and weights that a pipeline stage holds whole)")
+    if value == "1" and optimizer == "lamb":
+        raise HarnessError("ZERO=1 flattens the weights into one partition per rank, so LAMB's trust ratio, taken "
+                           "weight by weight, would be taken over the partition: give OPTIMIZER=adamw")
+    return int(value)
 
 
 def static_loss_scale(value: str | None, precision: str | None) -> float | None:
@@ -246,6 +279,7 @@ def pretraining_dataset(dataset: str | None) -> str:
 def resolve_and_check(args) -> tuple[TrainConfig, str]:
     """The settings and the model's short name, with every check that needs neither data nor ranks: what
     stops a run before it starts (train/__main__.py) or keeps `make train-compare` from starting it."""
+    from harness.distributed import launched_rank
     from train.model import layer_split, outline, pretraining_outline
 
     config = resolve(args)
@@ -254,13 +288,15 @@ def resolve_and_check(args) -> tuple[TrainConfig, str]:
     if config.pipelined:
         layer_split(layers, config.stages)  # before MICROBATCHES, whose default follows STAGES
     check_batch_split(config)
-    check_device(config.device, config.workers)
+    launched = launched_rank()  # by torchrun, srun or DeepSpeed: the ranks on this node; else all of them
+    check_device(config.device, launched.local_world if launched else config.workers)
     return config, model_name
 
 
 def check_batch_split(config: TrainConfig) -> None:
     """Each slice of a step (BATCH_SIZE over ACCUMULATE) splits into equal parts: a replica's or a microbatch's."""
-    parts = (config.microbatches, "MICROBATCHES") if config.pipelined else {"ddp": (config.workers, "WORKERS")}.get(
+    parts = {"ddp": (config.workers, "WORKERS"), "pipeline": (config.microbatches, "MICROBATCHES"),
+             "deepspeed-pipeline": (config.microbatches * config.replicas, "MICROBATCHES x WORKERS / STAGES")}.get(
         config.parallel)
     piece = config.batch_size // config.accumulate
     if parts and piece % parts[0]:

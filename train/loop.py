@@ -170,7 +170,8 @@ class Trainer:
             self.engine = PipelineEngine(model, task.batches, place.rank, config.stages, config.microbatches,
                                          config.schedule, self.autocast, self.device)
         elif config.parallel == "deepspeed-pipeline":
-            self.engine = DeepSpeedPipelineEngine(model, task.batches, place.rank, config.stages, self.autocast)
+            self.engine = DeepSpeedPipelineEngine(model, task.batches, place.rank, place.world, config.stages,
+                                                  self.autocast)
         else:
             stage = task.stage(model, self.autocast).to(self.device)
             self.engine = (DdpEngine(stage, task.batches, place.rank, place.world, self.device, task.loss)
@@ -183,7 +184,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, linear_schedule(self.total_steps,
                                                                                            warmup_steps))
         self.loss_scale = LossScale(config.precision == "fp16", config.loss_scale)
-        if isinstance(self.engine, DeepSpeedPipelineEngine):  # it steps our optimiser and schedule itself
+        if self.engine.runs_optimizer:  # DeepSpeed: it steps our optimiser and schedule itself
             self.engine.start(self.optimizer, self.scheduler, config, run_dir if place.leader else None)
         self.step, self.elapsed = 0, 0.0  # steps done; wall seconds before this session (a resumed run)
         self.train_seconds = 0.0  # in steps alone, evaluation and checkpoints left out: the x axis of comparisons
@@ -195,11 +196,14 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         if self._writes_checkpoint():
-            checkpoint.write_part(self.run_dir, self.step, self.place.rank, {
-                "model": self.engine.stage.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "loss_scale": vars(self.loss_scale),
-                "step": self.step, "elapsed": self.elapsed + self.session_seconds(),
-                "train_seconds": self.train_seconds})
+            state = {"loss_scale": vars(self.loss_scale), "step": self.step,
+                     "elapsed": self.elapsed + self.session_seconds(), "train_seconds": self.train_seconds}
+            if self.engine.runs_optimizer:
+                self.engine.save(checkpoint.step_dir(self.run_dir, self.step))
+            else:
+                state.update(model=self.engine.stage.state_dict(), optimizer=self.optimizer.state_dict(),
+                             scheduler=self.scheduler.state_dict())
+            checkpoint.write_part(self.run_dir, self.step, self.place.rank, state)
         self.barrier()
         if self.place.leader:
             checkpoint.publish(self.run_dir, self.step, self.place.world if self.config.pipelined else 1)
@@ -210,9 +214,12 @@ class Trainer:
         if step is None:
             return 0
         part = checkpoint.read_part(self.run_dir, step, self.place.rank if self.config.pipelined else 0)
-        self.engine.stage.load_state_dict(part["model"])
-        self.optimizer.load_state_dict(part["optimizer"])
-        self.scheduler.load_state_dict(part["scheduler"])
+        if self.engine.runs_optimizer:
+            self.engine.load(checkpoint.step_dir(self.run_dir, step))
+        else:
+            self.engine.stage.load_state_dict(part["model"])
+            self.optimizer.load_state_dict(part["optimizer"])
+            self.scheduler.load_state_dict(part["scheduler"])
         vars(self.loss_scale).update(part["loss_scale"])
         self.step, self.elapsed, self.train_seconds = part["step"], part["elapsed"], part["train_seconds"]
         return step
@@ -251,7 +258,7 @@ class Trainer:
         it used, whether it was kept."""
         config = self.config
         torch.manual_seed(config.seed * 1_000_003 + self.step * 1_000 + self.place.rank)  # dropout, step by step
-        if isinstance(self.engine, DeepSpeedPipelineEngine):
+        if self.engine.runs_optimizer:
             learning_rate = self.scheduler.get_last_lr()[0]
             return self.engine.train_batch(rows), learning_rate, True
         factor = self.loss_scale.value / config.accumulate

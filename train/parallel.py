@@ -11,11 +11,13 @@ from __future__ import annotations
 import inspect
 import json
 from contextlib import nullcontext
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
+from common.errors import HarnessError
 from train.model import QaStage, layer_split, pipe_layers, qa_loss, qa_losses, qa_stage_names
 
 SCHEDULES = ("1f1b", "gpipe")
@@ -40,6 +42,7 @@ class SingleEngine:
     """PARALLEL=none: one process, one stage over every layer."""
 
     world = 1
+    runs_optimizer = False  # the loop steps the optimiser and schedule, and checkpoints their state
 
     def __init__(self, stage: torch.nn.Module, batches, loss=qa_losses):
         self.stage, self.module, self.batches, self.loss = stage, stage, batches, loss
@@ -83,6 +86,8 @@ class DdpEngine(SingleEngine):
 class PipelineEngine:
     """PARALLEL=pipeline: this rank is one stage; torch.distributed.pipelining runs the microbatches."""
 
+    runs_optimizer = False
+
     def __init__(self, model, batches: Batches, rank: int, stages: int, microbatches: int, schedule: str,
                  autocast_dtype: torch.dtype | None, device: torch.device):
         from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
@@ -115,10 +120,7 @@ class PipelineEngine:
 
     def state_dict(self) -> dict:
         """Rank 0: every stage's weights merged into one state dict; other ranks send theirs and get {}."""
-        parts: list = [None] * self.world
-        local = {key: value.cpu() for key, value in self.stage.state_dict().items()}
-        dist.gather_object(local, parts if self.rank == 0 else None, dst=0)
-        return {key: value for part in parts for key, value in part.items()} if self.rank == 0 else {}
+        return gathered_state(self.stage, self.rank, self.world)
 
     def reduce_sum(self, values: list[float]) -> list[float]:
         return all_reduce_sum(values, self.batches.device)
@@ -130,19 +132,25 @@ class PipelineEngine:
 
 class DeepSpeedPipelineEngine:
     """PARALLEL=deepspeed-pipeline: the same layers as a DeepSpeed PipelineModule, one stage per rank (its encoder
-    layers balanced by count, the first stage embedding, the last scoring). DeepSpeed's engine runs each step's
-    micro-batches, sums their gradients, clips them and steps our optimiser and schedule: `train_batch` is the
-    whole step, with ds_config.json (written from our settings into the run folder) saying how."""
+    layers balanced by count, the first stage embedding, the last scoring), WORKERS / STAGES replicas of the whole
+    pipeline (DeepSpeed's data parallelism; ZERO=1 splits the optimiser's state over them). DeepSpeed's engine runs
+    each step's micro-batches, sums their gradients, clips them and steps our optimiser and schedule, and writes
+    the checkpoints: `train_batch` is the whole step, with ds_config.json (written from our settings into the run
+    folder) saying how."""
 
-    def __init__(self, model, batches: Batches, rank: int, stages: int, autocast_dtype: torch.dtype | None):
+    runs_optimizer = True  # the loop leaves the step, the schedule and the checkpoints' weights to it
+
+    def __init__(self, model, batches: Batches, rank: int, world: int, stages: int,
+                 autocast_dtype: torch.dtype | None):
         import deepspeed
         from deepspeed.pipe import PipelineModule
 
         deepspeed.init_distributed(dist_backend=dist.get_backend())  # on the group the ranks already joined
-        self.batches, self.rank, self.world, self.layers = batches, rank, stages, model.config.num_hidden_layers
+        self.batches, self.rank, self.world, self.layers = batches, rank, world, model.config.num_hidden_layers
         self.stage = PipelineModule(pipe_layers(model, autocast_dtype), num_stages=stages, loss_fn=qa_loss,
                                     partition_method="type:PipeLayer")  # every piece counts once: even splits
         self.module = self.stage
+        self.replicas, self.replica = world // stages, self.stage.topology().get_coord(rank).data
         self.engine = None
 
     def start(self, optimizer, scheduler, config, run_dir) -> None:
@@ -150,8 +158,8 @@ class DeepSpeedPipelineEngine:
 
         micro_batches = config.accumulate * config.microbatches
         settings = {"train_batch_size": config.batch_size, "gradient_accumulation_steps": micro_batches,
-                    "train_micro_batch_size_per_gpu": config.batch_size // micro_batches,
-                    "gradient_clipping": config.max_grad_norm, "zero_optimization": {"stage": 0},
+                    "train_micro_batch_size_per_gpu": config.batch_size // (micro_batches * self.replicas),
+                    "gradient_clipping": config.max_grad_norm, "zero_optimization": {"stage": config.zero},
                     "steps_per_print": 2 ** 31, "wall_clock_breakdown": False}
         if run_dir is not None:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -161,22 +169,38 @@ class DeepSpeedPipelineEngine:
         self.micro_batches = micro_batches
 
     def train_batch(self, rows: np.ndarray) -> np.ndarray:
-        """One optimiser step over `rows`; its mean loss on the last stage, 0 on the others (the loop sums ranks)."""
-        pieces = [self.batches.tensors(piece) for piece in np.split(rows, self.micro_batches)]
-        loss = float(self.engine.train_batch(data_iter=iter(pieces)))
-        return np.array([loss if self.engine.is_last_stage() else 0.0])
+        """One optimiser step over `rows` (this replica's share of them); the mean loss over every replica on the
+        last stages, shared among them, 0 on the others (the loop sums ranks)."""
+        share = np.array_split(rows, self.replicas)[self.replica]
+        pieces = [self.batches.tensors(piece) for piece in np.split(share, self.micro_batches)]
+        loss = float(self.engine.train_batch(data_iter=iter(pieces)))  # averaged over the replicas by DeepSpeed
+        return np.array([loss / self.replicas if self.engine.is_last_stage() else 0.0])
+
+    def save(self, directory: Path) -> None:
+        """Every rank: DeepSpeed's own checkpoint of its weights, optimiser state (ZeRO's partitions) and schedule."""
+        self.engine.save_checkpoint(str(directory), tag="deepspeed", save_latest=False)
+
+    def load(self, directory: Path) -> None:
+        path, _ = self.engine.load_checkpoint(str(directory), tag="deepspeed")
+        if path is None:
+            raise HarnessError(f"{directory} holds no DeepSpeed checkpoint; delete {directory.parent} to start the run "
+                               "over")
 
     def state_dict(self) -> dict:
         """Rank 0: every stage's weights under the full model's names; other ranks send theirs and get {}."""
-        parts: list = [None] * self.world
-        local = {key: value.cpu() for key, value in self.stage.state_dict().items()}
-        dist.gather_object(local, parts if self.rank == 0 else None, dst=0)
-        if self.rank != 0:
-            return {}
-        return qa_stage_names({key: value for part in parts for key, value in part.items()}, self.layers)
+        merged = gathered_state(self.stage, self.rank, self.world)
+        return qa_stage_names(merged, self.layers) if self.rank == 0 else {}
 
     def reduce_sum(self, values: list[float]) -> list[float]:
         return all_reduce_sum(values, self.batches.device)
+
+
+def gathered_state(stage: torch.nn.Module, rank: int, world: int) -> dict:
+    """Rank 0: every rank's weights (a stage's each; replicas' are equal) merged into one state dict; {} elsewhere."""
+    parts: list = [None] * world
+    local = {key: value.cpu() for key, value in stage.state_dict().items()}
+    dist.gather_object(local, parts if rank == 0 else None, dst=0)
+    return {key: value for part in parts for key, value in part.items()} if rank == 0 else {}
 
 
 def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
