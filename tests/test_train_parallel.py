@@ -112,6 +112,21 @@ def test_zero1_over_two_copies_of_a_deepspeed_pipeline_resumes_on_the_single_pro
     assert losses(train_build, "zero1") == pytest.approx(losses(train_build, "zero-single"), rel=1e-5, abs=1e-6)
 
 
+@pytest.mark.slow
+@NEEDS_DEEPSPEED
+def test_deepspeed_splits_an_uneven_layer_count_as_our_pipeline_does(train_build):
+    """4 layers over 3 stages: [0, 1], [2], [3] as layer_split gives (DeepSpeed's own balance of every piece,
+    embeddings and head counted, gives [0], [1, 2], [3] and the run stops saying so); 3 ranks as three nodes."""
+    shape = ["--shape", "layers=4,hidden=64,heads=2,intermediate=128", "--seq-len", "128", "--batch-size", "6",
+             "--val-questions", "20", "--steps", "3", "--dropout", "0"]
+    train(train_build, *shape, "--run", "uneven-single")
+    ranks = start_nodes(train_build, *shape, "--parallel", "deepspeed-pipeline", "--stages", "3", "--microbatches",
+                        "3", "--run", "uneven-deepspeed", nodes=3, per_node=1)
+    outputs = [rank.communicate(timeout=600) for rank in ranks]
+    assert [rank.returncode for rank in ranks] == [0] * 3, outputs[0][1][-3000:]
+    assert losses(train_build, "uneven-deepspeed") == pytest.approx(losses(train_build, "uneven-single"), rel=1e-5)
+
+
 @NEEDS_DEEPSPEED
 @pytest.mark.parametrize(("arguments", "message"), [
     (["--zero", "2"], r"ZERO=2: DeepSpeed's pipeline engine runs ZeRO stage 0 or 1"),

@@ -2,8 +2,9 @@
 (`make pretrain`: masked-language-model and next-sentence heads), measured step by step.
 
     python -m train --model DIR | --shape S  [--parallel none|ddp|pipeline|deepspeed-pipeline] [--workers N]
-        [--stages N] [--microbatches M] [--schedule 1f1b|gpipe] [--zero 0|1] [--precision fp32|bf16|fp16] [--steps N | --epochs N]
-        [--batch-size B] [--accumulate K] [--lr X] [--dataset dev-split|squad|squad_v2] [--resume] [--run NAME]
+        [--stages N] [--microbatches M] [--schedule 1f1b|gpipe] [--zero 0|1] [--precision fp32|bf16|fp16]
+        [--steps N | --epochs N] [--batch-size B] [--accumulate K] [--lr X] [--dataset dev-split|squad|squad_v2]
+        [--resume] [--run NAME]
     python -m train --task pretrain --shape S [--seq-len 128|384] [--micro-batch B] [--accumulate K]
         [--parallel ddp --workers N] [--max-predictions P] [--dataset synthetic|FILE|HUB] [--steps-per-log N]
 

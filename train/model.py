@@ -166,11 +166,22 @@ class PipeLayer(nn.Module):
             return score(self.module, hidden, input_mask)
 
 
+class EncoderPipeLayer(PipeLayer):
+    """An encoder layer: the only piece DeepSpeed's partitioning counts (`type:^EncoderPipeLayer$`), so its
+    stages hold the layers layer_split gives ours, the embeddings joining the first and the head the last."""
+
+
 def pipe_layers(model, autocast_dtype: torch.dtype | None) -> list[PipeLayer]:
     bert = model.bert
     return [PipeLayer("embeddings", bert.embeddings, autocast_dtype),
-            *(PipeLayer("encoder", layer, autocast_dtype) for layer in bert.encoder.layer),
+            *(EncoderPipeLayer("encoder", layer, autocast_dtype) for layer in bert.encoder.layer),
             PipeLayer("head", model.qa_outputs, autocast_dtype)]
+
+
+def pipe_stage_layers(parts: list[int], layers: int) -> list[range]:
+    """The encoder layers of each stage, from a PipelineModule's piece bounds (piece 0 embeds, pieces 1..layers
+    are the encoder layers, the last scores)."""
+    return [range(max(start, 1) - 1, min(end, layers + 1) - 1) for start, end in zip(parts, parts[1:], strict=False)]
 
 
 def qa_stage_names(pipe_state: dict, layers: int) -> dict:

@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 
 from common.errors import HarnessError
-from train.model import QaStage, layer_split, pipe_layers, qa_loss, qa_losses, qa_stage_names
+from train.model import QaStage, layer_split, pipe_layers, pipe_stage_layers, qa_loss, qa_losses, qa_stage_names
 
 SCHEDULES = ("1f1b", "gpipe")
 
@@ -131,12 +131,12 @@ class PipelineEngine:
 
 
 class DeepSpeedPipelineEngine:
-    """PARALLEL=deepspeed-pipeline: the same layers as a DeepSpeed PipelineModule, one stage per rank (its encoder
-    layers balanced by count, the first stage embedding, the last scoring), WORKERS / STAGES replicas of the whole
-    pipeline (DeepSpeed's data parallelism; ZERO=1 splits the optimiser's state over them). DeepSpeed's engine runs
-    each step's micro-batches, sums their gradients, clips them and steps our optimiser and schedule, and writes
-    the checkpoints: `train_batch` is the whole step, with ds_config.json (written from our settings into the run
-    folder) saying how."""
+    """PARALLEL=deepspeed-pipeline: the same layers as a DeepSpeed PipelineModule, one stage per rank (the encoder
+    layers split as PARALLEL=pipeline splits them, the first stage embedding, the last scoring), WORKERS / STAGES
+    copies of the whole pipeline (DeepSpeed's data parallelism; ZERO=1 splits the optimiser's state over them).
+    DeepSpeed's engine runs each step's micro-batches, sums their gradients, clips them and steps our optimiser
+    and schedule, and writes the checkpoints: `train_batch` is the whole step, with ds_config.json (written from
+    our settings into the run folder) saying how."""
 
     runs_optimizer = True  # the loop leaves the step, the schedule and the checkpoints' weights to it
 
@@ -148,7 +148,11 @@ class DeepSpeedPipelineEngine:
         deepspeed.init_distributed(dist_backend=dist.get_backend())  # on the group the ranks already joined
         self.batches, self.rank, self.world, self.layers = batches, rank, world, model.config.num_hidden_layers
         self.stage = PipelineModule(pipe_layers(model, autocast_dtype), num_stages=stages, loss_fn=qa_loss,
-                                    partition_method="type:PipeLayer")  # every piece counts once: even splits
+                                    partition_method="type:^EncoderPipeLayer$")
+        split, ours = pipe_stage_layers(self.stage.partitions(), self.layers), layer_split(self.layers, stages)
+        if split != ours:  # comparing it with PARALLEL=pipeline needs the same stages
+            raise HarnessError(f"DeepSpeed split the {self.layers} encoder layers as {[list(part) for part in split]}, "
+                               f"not as PARALLEL=pipeline does ({[list(part) for part in ours]})")
         self.module = self.stage
         self.replicas, self.replica = world // stages, self.stage.topology().get_coord(rank).data
         self.engine = None
