@@ -4,7 +4,6 @@ the comparison, bad input. The runs over several processes are in tests/test_tra
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -265,28 +264,3 @@ def test_the_trained_model_scores_in_make_accuracy(train_build, small_model, bui
     assert "logs/small-model/pytorch/fp32-cpu" in accuracy.stdout  # logs named after the run, not "model"
     f1 = float(accuracy.stdout.split("Over the answered questions: F1 ")[1].split(",")[0])
     assert f1 > 85, accuracy.stdout  # the first 100 dev features, training articles
-
-
-@pytest.mark.slow
-def test_train_compare_tables_and_plots_every_configuration(train_build):
-    result = run_cli("benchmarks.train_compare", *TINY, "--steps", "3", "--dropout", "0", "--eval-every", "3",
-                     "--build-dir", str(train_build), cwd=REPO)
-    assert result.returncode == 0, result.stderr[-3000:]
-    folder = train_build / "train" / "compare" / "default"
-    results = {row["configuration"]: row for row in json.loads((folder / "results.json").read_text())}
-    assert [results[name]["status"] for name in ("baseline", "ddp2", "pipeline2")] == ["ok"] * 3
-    assert results["pipeline4"]["status"] == ("ok" if (os.cpu_count() or 1) >= 4 else "skipped")
-    assert results["ddp2"]["final_loss"] == pytest.approx(results["baseline"]["final_loss"], rel=1e-5)
-    table = (folder / "compare.md").read_text()
-    assert "| baseline | 1 |" in table and "| pipeline2 | 2 |" in table
-    assert (folder / "throughput.png").stat().st_size > 0 and (folder / "validation_loss.png").stat().st_size > 0
-    again = run_cli("benchmarks.train_compare", *TINY, "--steps", "3", "--dropout", "0", "--eval-every", "3",
-                    "--build-dir", str(train_build), cwd=REPO)
-    deepspeed = results["deepspeed-pipeline2"]
-    assert deepspeed["status"] == ("ok" if importlib.util.find_spec("deepspeed") else "skipped")
-    if deepspeed["status"] == "ok":
-        assert deepspeed["final_loss"] == pytest.approx(results["baseline"]["final_loss"], rel=1e-5)
-        assert "| deepspeed-pipeline2 | 2 |" in table
-    assert again.returncode == 0 and again.stdout.count("finished before, reusing") == 3 + (deepspeed["status"] == "ok")
-
-

@@ -191,8 +191,8 @@ def test_two_workers_from_the_command_line(tmp_path, build_dir, features, small_
     """Offline and SingleStream quick runs VALID; an accuracy run's logits byte-identical to one worker's (the
     session's one-worker accuracy run of the same model and count, in runs_dir)."""
     build_dir = own_build(tmp_path, build_dir)  # its accuracy runs must not meet another test's in the shared one
-    for scenario, count in (("Offline", "64"), ("SingleStream", "64")):
-        result = run_cli("harness", "perf", "--scenario", scenario, "--model", str(small_model), "--workers", "2",
+    for scenario, count in (("Offline", "64"), ("SingleStream", "64")):  # tiny: the logits below are the small model's
+        result = run_cli("harness", "perf", "--scenario", scenario, "--shape", "tiny", "--workers", "2",
                          "--count", count, "--build-dir", str(build_dir), cwd=tmp_path)
         assert result.returncode == 0 and "LoadGen result: VALID" in result.stdout, result.stdout[-3000:]
         shares = instance_cores(2)
