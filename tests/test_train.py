@@ -238,13 +238,13 @@ def test_fine_tuning_a_pretrained_encoder_lowers_the_validation_loss(train_build
 
     encoder = tmp_path / "encoder"
     BertModel.from_pretrained(small_model).save_pretrained(encoder)
-    result = train(train_build, "--model", str(encoder), "--seq-len", "128", "--steps", "12", "--batch-size", "8",
-                   "--lr", "2e-4", "--warmup", "0", "--eval-every", "12", "--val-questions", "30",
+    result = train(train_build, "--model", str(encoder), "--seq-len", "128", "--steps", "6", "--batch-size", "8",
+                   "--lr", "2e-4", "--warmup", "0", "--eval-every", "6", "--val-questions", "30",
                    "--run", "from-encoder")
     assert "no question-answering head, so a new one starts from random weights" in result.stdout
     evaluations = rows(train_build, "from-encoder", "evals")
-    assert [row["step"] for row in evaluations] == [0, 12]
-    assert evaluations[1]["loss"] < evaluations[0]["loss"] - 1.0
+    assert [row["step"] for row in evaluations] == [0, 6]
+    assert evaluations[1]["loss"] < evaluations[0]["loss"] - 1.0  # 4.83 to 2.48 measured
     summary = json.loads((train_build / "train" / "from-encoder" / "summary.json").read_text())
     assert summary["mean_samples_per_s"] > 0 and summary["mean_tokens_per_s"] > 0 and summary["peak_memory_mb"] > 0
 
