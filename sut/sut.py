@@ -21,7 +21,6 @@ from sut.batching import plan_batches
 from sut.stages import StageTimes, stage
 
 PROGRESS_MIN_SAMPLES = 1000  # a query this large (Offline) gets a progress bar
-BATCHES_PER_WORKER = 16  # at least, in a query dealt to a pool of workers: the tail is then a 16th of each one's work
 
 
 class SUT:
@@ -74,7 +73,7 @@ class SUT:
         response_ids = [sample.id for sample in samples]  # Python ints: converting numpy ones costs 1 us each
         sample_indices = np.fromiter((sample.index for sample in samples), np.int64, len(samples))
         lengths = self.features.lengths[sample_indices]
-        batches = plan_batches(lengths, self.max_batch_size, self.spread(lengths))
+        batches = plan_batches(lengths, self.max_batch_size, self.max_tokens, self.backend.parallelism)
         # The bar counts tokens: batches run longest first, so a bar counting samples promised the end far
         # too late (a full CPU accuracy run showed 27 minutes to go at the start and took 6).
         with tqdm(total=int(lengths.sum()), unit="token", unit_scale=True, desc="inference",
@@ -98,15 +97,6 @@ class SUT:
                     complete(*running.popleft())
             while running:
                 complete(*running.popleft())
-
-    def spread(self, lengths: np.ndarray) -> int | None:
-        """The token budget per batch: the system's, or less for a query too small to give every worker of a
-        pool (sut/workers.py) many batches; with a few large ones, the last would leave the others idle."""
-        workers = self.backend.parallelism
-        if workers == 1:
-            return self.max_tokens
-        share = max(-(-int(lengths.sum()) // (workers * BATCHES_PER_WORKER)), int(lengths.max()))
-        return share if self.max_tokens is None else min(self.max_tokens, share)
 
     def _submit(self, sample_indices: np.ndarray) -> Callable[[], np.ndarray] | None:
         if self.error is not None:  # after a failure, answer empty so LoadGen can finish and report

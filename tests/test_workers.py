@@ -86,6 +86,27 @@ def run_ranks(features, backends: list, samples: int = 96) -> tuple[dict, list[s
     return outcome
 
 
+@pytest.mark.parametrize("workers", [2, 8, 16])
+def test_a_pool_s_batches_shrink_to_the_end_and_cover_the_query_once(features, workers):
+    """Guided self-scheduling over the dev set's lengths, with H100 batching: each batch at most 1/(2W) of the
+    tokens still to plan (or the floor), the last ones small, no sample left out, twice or in no batch."""
+    from sut.batching import SHRINK, SMALLEST_SHARE, plan_batches
+
+    lengths = features.lengths
+    batches = plan_batches(lengths, 1024, 196608, workers)
+    assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(len(lengths)))
+    assert all(len(batch) for batch in batches)
+    total, remaining = int(lengths.sum()), int(lengths.sum())
+    floor = total // (SMALLEST_SHARE * workers)
+    for batch in batches:
+        tokens = int(lengths[batch].sum())
+        assert tokens <= max(floor, -(-remaining // (SHRINK * workers))), (remaining, tokens)
+        remaining -= tokens
+    sizes = [int(lengths[batch].sum()) for batch in batches]
+    assert sizes[0] > 8 * sizes[-1] and sizes[-1] <= floor  # big first, small last
+    assert len(batches) < 16 * workers  # not cut finer than it needs: each batch costs a round trip
+
+
 def test_answers_do_not_depend_on_who_computes_them(features):
     one, errors_one, _ = run_ranks(features, [EchoBackend()])
     three, errors_three, dealt = run_ranks(features, [EchoBackend(), EchoBackend(), EchoBackend()])
