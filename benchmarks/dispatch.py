@@ -1,12 +1,13 @@
 """What dealing batches to workers costs rank 0, and how well it scales, without GPUs.
 
-    python -m benchmarks.dispatch [--samples-per-second 1000] [--workers 1 2 4 8] [--update-docs]
+    python -m benchmarks.dispatch [--samples-per-second 1000] [--workers 1 2 4 8] [--repeat 3] [--update-docs]
 
 Real LoadGen (Offline, all 10,833 dev features), the real SUT and WorkerPool (sut/workers.py), real
 Gloo ranks on this machine; only the backends stand in. Dispatch: 4 workers whose backend returns
-zeros at once, rank 0 computing nothing: the run's time per sample is what rank 0 (LoadGen, the SUT,
-dealing, receiving) costs. Scaling: workers whose backend sleeps as a GPU of the given speed would
-(time proportional to tokens), H100 batching; efficiency = rate at N / (N x rate at 1).
+zeros at once, rank 0 computing nothing: LoadGen's own rate (first sample issued to last answered) is
+what rank 0 (LoadGen, the SUT, dealing, receiving) can feed, its inverse rank 0's cost per sample.
+Scaling: workers whose backend sleeps as a GPU of the given speed would (time proportional to tokens),
+H100 batching; efficiency = rate at N / (N x rate at 1), LoadGen's rates, the median of --repeat runs.
 """
 
 from __future__ import annotations
@@ -72,17 +73,22 @@ def rank_main(rank: int, world: int, port: int, backend, build_dir: Path, batch_
     log_settings.log_output.outdir = str(build_dir / "dispatch-logs")
     (build_dir / "dispatch-logs").mkdir(exist_ok=True)
     qsl, sut = SquadQSL(features, len(features)), SUT(pool, features, batch_size, max_tokens)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     lg.StartTestWithLogSettings(sut.handle, qsl.handle, settings, log_settings)
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     sut.close()
     qsl.close()
     pool.close()
     dist.destroy_process_group()
-    results.put((sut.samples_done, seconds, sut.error))
+    summary = (build_dir / "dispatch-logs" / "mlperf_log_summary.txt").read_text()
+    rate = float(summary.split("Samples per second:")[1].split()[0])
+    results.put((sut.samples_done, seconds, rate, cpu_seconds, sut.error))
 
 
-def timed_run(workers: int, backend, build_dir: Path, batch_size: int, max_tokens) -> tuple[int, float]:
+def timed_run(workers: int, backend, build_dir: Path, batch_size: int,
+              max_tokens) -> tuple[int, float, float, float]:
+    """Samples answered, the wall seconds of LoadGen's run, LoadGen's samples/s, and rank 0's CPU seconds (all
+    its threads, LoadGen's included): what it costs whatever else shares the cores."""
     context = mp.get_context("spawn")
     results = context.Queue()
     port = free_port()
@@ -91,12 +97,21 @@ def timed_run(workers: int, backend, build_dir: Path, batch_size: int, max_token
                                                          max_tokens, results)) for rank in range(world)]
     for process in processes:
         process.start()
-    samples, seconds, error = results.get(timeout=3600)
+    samples, seconds, rate, cpu_seconds, error = results.get(timeout=3600)
     for process in processes:
         process.join(timeout=60)
     if error is not None:
         raise RuntimeError(f"the run failed: {error!r}")
-    return samples, seconds
+    return samples, seconds, rate, cpu_seconds
+
+
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def spread(values: list[float], digits: int = 0) -> str:
+    """median (min-max) of several runs."""
+    return f"{median(values):,.{digits}f} ({min(values):,.{digits}f}-{max(values):,.{digits}f})"
 
 
 def main() -> None:
@@ -109,34 +124,40 @@ def main() -> None:
     parser.add_argument("--samples-per-second", type=float, default=1000.0,
                         help="the simulated device's speed, per worker (default 1000)")
     parser.add_argument("--workers", nargs="*", type=int, default=[1, 2, 4, 8])
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each count (default 3): median, min, max")
     parser.add_argument("--build-dir", type=Path, default=Path("build"))
     parser.add_argument("--update-docs", action="store_true", help="also record the tables in docs/benchmarks.md")
     args = parser.parse_args()
     load_features(args.build_dir / "data" / "squad_features.npz")  # built once, before the ranks read it
     h100 = load_system("h100")
-    samples, seconds = timed_run(4, ZeroBackend(), args.build_dir, h100.batch_size, h100.max_tokens)
-    per_sample_us = seconds / samples * 1e6
-    print(f"dispatch: {samples:,} samples over 4 zero workers in {seconds:.2f} s: {per_sample_us:.1f} us per sample")
+    dispatch = [timed_run(4, ZeroBackend(), args.build_dir, h100.batch_size, h100.max_tokens)
+                for _ in range(args.repeat)]
+    costs = [1e6 / rate for _, _, rate, _ in dispatch]
+    cpu = [cpu_seconds / samples * 1e6 for samples, _, _, cpu_seconds in dispatch]
+    print(f"dispatch: 4 zero workers, LoadGen's rate {spread([rate for _, _, rate, _ in dispatch])} samples/s: "
+          f"{spread(costs, 2)} us per sample; rank 0's CPU time {spread(cpu, 2)} us per sample")
     rows = []
     for workers in args.workers:
-        count, taken = timed_run(workers, SleepingBackend(args.samples_per_second), args.build_dir,
-                                 h100.batch_size, h100.max_tokens)
-        rows.append((workers, count / taken))
-        base = rows[0][1] / rows[0][0]
-        print(f"  {workers} simulated devices: {count / taken:,.0f} samples/s, efficiency "
-              f"{count / taken / (workers * base):.1%}", flush=True)
+        rates = [timed_run(workers, SleepingBackend(args.samples_per_second), args.build_dir, h100.batch_size,
+                           h100.max_tokens)[2] for _ in range(args.repeat)]
+        rows.append((workers, rates))
+        one = median(rows[0][1]) / rows[0][0]  # per device, at the first count
+        print(f"  {workers} simulated devices: {spread(rates)} samples/s, efficiency "
+              f"{spread([100 * rate / (workers * one) for rate in rates], 1)}%", flush=True)
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"## Workers: dispatch and scaling without GPUs, measured {started}", "",
              f"- {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
              f"{platform.python_version()}; `{' '.join(['python -m benchmarks.dispatch', *sys.argv[1:]])}`",
              "- Real LoadGen (Offline, 10,833 dev features), SUT, WorkerPool and Gloo ranks on this machine; rank 0 "
-             "deals only; H100 batching (configs/systems/h100.json)", "",
-             f"Dispatch, 4 workers answering zeros at once: {per_sample_us:.1f} us per sample "
-             f"({samples / seconds:,.0f} samples/s)", "",
+             f"deals only; H100 batching (configs/systems/h100.json); LoadGen's rates, median (min-max) of "
+             f"{args.repeat} runs", "",
+             f"Dispatch, 4 workers answering zeros at once: {spread(costs, 2)} us per sample (LoadGen's rate "
+             f"{spread([rate for _, _, rate, _ in dispatch])} samples/s); rank 0's CPU time, all its threads: "
+             f"{spread(cpu, 2)} us per sample", "",
              f"Scaling, workers sleeping as a device of {args.samples_per_second:,.0f} samples/s would:", "",
-             "| workers | samples/s | efficiency |", "|---:|---:|---:|"]
-    lines += [f"| {workers} | {rate:,.0f} | {rate / (workers * rows[0][1] / rows[0][0]):.1%} |"
-              for workers, rate in rows]
+             "| workers | samples/s | efficiency (%) |", "|---:|---:|---:|"]
+    lines += [f"| {workers} | {spread(rates)} | {spread([100 * rate / (workers * one) for rate in rates], 1)} |"
+              for workers, rates in rows]
     record(f"dispatch-{args.samples_per_second:.0f}", lines, args.build_dir, args.update_docs)
 
 

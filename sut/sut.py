@@ -1,12 +1,15 @@
 """The LoadGen system under test: queue samples, batch them, ask a backend for logits, answer LoadGen.
 
 Written once for every backend and scenario. LoadGen's issue thread only enqueues; one worker
-thread drains the queue, so Server and MultiStream queries that arrive together share a batch.
+thread drains the queue, so Server and MultiStream queries that arrive together share a batch. LoadGen's
+"fast" SUT hands over a query as two lists of integers (response ids, sample indices) instead of an
+object per sample; the rest is done per batch, down to one list of responses for each.
 """
 
 from __future__ import annotations
 
 import collections
+import itertools
 import queue
 import threading
 from collections.abc import Callable
@@ -34,13 +37,13 @@ class SUT:
         self.error: BaseException | None = None
         self.stages: StageTimes | None = None  # a sweep's per-stage timing (sut/stages.py); off for runs
         self.window = backend.window
-        self._queue: queue.Queue[list | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[list[int], list[int]] | None] = queue.Queue()
         self._worker = threading.Thread(target=self._serve, name="sut-worker", daemon=True)
         self._worker.start()
-        self.handle = lg.ConstructSUT(self.issue_queries, self.flush_queries)
+        self.handle = lg.ConstructFastSUT(self.issue_queries, self.flush_queries)
 
-    def issue_queries(self, query_samples: list) -> None:
-        self._queue.put(query_samples)
+    def issue_queries(self, response_ids: list[int], sample_indices: list[int]) -> None:
+        self._queue.put((response_ids, sample_indices))
 
     def flush_queries(self) -> None:
         pass
@@ -52,9 +55,10 @@ class SUT:
 
     def _serve(self) -> None:
         while True:
-            samples = self._queue.get()
-            if samples is None:
+            query = self._queue.get()
+            if query is None:
                 return
+            response_ids, sample_indices = query
             stop = False
             while not stop:  # take everything already waiting into the same batch plan
                 try:
@@ -64,28 +68,27 @@ class SUT:
                 if more is None:
                     stop = True
                 else:
-                    samples = [*samples, *more]
-            self._answer(samples)
+                    response_ids, sample_indices = [*response_ids, *more[0]], [*sample_indices, *more[1]]
+            self._answer(np.array(response_ids, np.uint64), np.array(sample_indices, np.int64))
             if stop:
                 return
 
-    def _answer(self, samples: list) -> None:
-        response_ids = [sample.id for sample in samples]  # Python ints: converting numpy ones costs 1 us each
-        sample_indices = np.fromiter((sample.index for sample in samples), np.int64, len(samples))
+    def _answer(self, response_ids: np.ndarray, sample_indices: np.ndarray) -> None:
+        samples = len(sample_indices)
         lengths = self.features.lengths[sample_indices]
         batches = plan_batches(lengths, self.max_batch_size, self.max_tokens, self.backend.parallelism)
         # The bar counts tokens: batches run longest first, so a bar counting samples promised the end far
         # too late (a full CPU accuracy run showed 27 minutes to go at the start and took 6).
         with tqdm(total=int(lengths.sum()), unit="token", unit_scale=True, desc="inference",
-                  disable=len(samples) < PROGRESS_MIN_SAMPLES) as bar:
+                  disable=samples < PROGRESS_MIN_SAMPLES) as bar:
             answered = 0
 
             def complete(rows: np.ndarray, finish: Callable[[], np.ndarray] | None) -> None:
                 nonlocal answered
-                answered += self._complete([response_ids[i] for i in rows.tolist()], finish)
+                answered += self._complete(response_ids[rows].tolist(), finish)  # Python ints, converted at once
                 if not bar.disable and self.error is None:  # small queries (Server, SingleStream): no progress
                     # work on the latency path; after a failure the empty answers are no progress
-                    bar.set_postfix_str(f"{answered:,}/{len(samples):,} samples", refresh=False)
+                    bar.set_postfix_str(f"{answered:,}/{samples:,} samples", refresh=False)
                     bar.update(int(lengths[rows].sum()))
 
             # One batch in flight while the next is prepared (backends with `submit`); a pool of workers
@@ -118,9 +121,9 @@ class SUT:
         with stage(self.stages, "respond"):
             stride = logits[0].nbytes
             size = 0 if self.error is not None else stride
-            address = logits.ctypes.data
-            responses = [lg.QuerySampleResponse(response_id, address + row * stride, size)
-                         for row, response_id in enumerate(response_ids)]
+            address, count = logits.ctypes.data, len(response_ids)
+            responses = list(map(lg.QuerySampleResponse, response_ids, range(address, address + count * stride, stride),
+                                 itertools.repeat(size, count)))  # a fifth less than a comprehension: 0.4 us each
             lg.QuerySamplesComplete(responses)
         self.samples_done += len(responses)
         return len(responses)
