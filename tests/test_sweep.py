@@ -92,8 +92,8 @@ def test_direct_sweep_writes_rows_plots_and_resumes(tmp_path, build_dir, feature
 
 
 @pytest.mark.slow
-def test_loadgen_sweep_and_its_optimal_system_file(tmp_path, build_dir, features, small_model):
-    result = run_cli("benchmarks.sweep", "--batch-sizes", "1", "4", "--mode", "loadgen", "--model", str(small_model),
+def test_loadgen_sweep_and_its_optimal_system_file(tmp_path, build_dir, features):
+    result = run_cli("benchmarks.sweep", "--batch-sizes", "1", "4", "--mode", "loadgen", "--shape", "tiny",
                      "--device", "cpu", "--count", "64", "--build-dir", str(build_dir), "--name", "loadgen-test",
                      "--optimal", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -110,7 +110,7 @@ def test_loadgen_sweep_and_its_optimal_system_file(tmp_path, build_dir, features
     assert system["batch_size"] == best["batch_size"] and system["precision"] == "fp32"
     assert system["loadgen"]["Offline"]["target_qps"] == pytest.approx(best["samples_per_second"] * 1.1, abs=1e-3)
     assert f"batch size {best['batch_size']}" in result.stdout and "target_qps" in result.stdout
-    perf = run_cli("harness", "perf", "--model", str(small_model), "--system", str(system_file), "--count", "16",
+    perf = run_cli("harness", "perf", "--shape", "tiny", "--system", str(system_file), "--count", "16",
                    "--build-dir", str(build_dir), cwd=tmp_path)
     assert perf.returncode == 0, perf.stderr
     assert re.search(rf"system {re.escape(str(system_file))}, batch {best['batch_size']}", perf.stdout)
