@@ -132,9 +132,10 @@ def main() -> None:
     h100 = load_system("h100")
     dispatch = [timed_run(4, ZeroBackend(), args.build_dir, h100.batch_size, h100.max_tokens)
                 for _ in range(args.repeat)]
-    costs = [1e6 / rate for _, _, rate, _ in dispatch]
+    dispatch_rates = [rate for _, _, rate, _ in dispatch]
+    costs = [1e6 / rate for rate in dispatch_rates]
     cpu = [cpu_seconds / samples * 1e6 for samples, _, _, cpu_seconds in dispatch]
-    print(f"dispatch: 4 zero workers, LoadGen's rate {spread([rate for _, _, rate, _ in dispatch])} samples/s: "
+    print(f"dispatch: 4 zero workers, LoadGen's rate {spread(dispatch_rates)} samples/s: "
           f"{spread(costs, 2)} us per sample; rank 0's CPU time {spread(cpu, 2)} us per sample")
     rows = []
     for workers in args.workers:
@@ -152,7 +153,7 @@ def main() -> None:
              f"deals only; H100 batching (configs/systems/h100.json); LoadGen's rates, median (min-max) of "
              f"{args.repeat} runs", "",
              f"Dispatch, 4 workers answering zeros at once: {spread(costs, 2)} us per sample (LoadGen's rate "
-             f"{spread([rate for _, _, rate, _ in dispatch])} samples/s); rank 0's CPU time, all its threads: "
+             f"{spread(dispatch_rates)} samples/s); rank 0's CPU time, all its threads: "
              f"{spread(cpu, 2)} us per sample", "",
              f"Scaling, workers sleeping as a device of {args.samples_per_second:,.0f} samples/s would:", "",
              "| workers | samples/s | efficiency (%) |", "|---:|---:|---:|"]
