@@ -1,12 +1,12 @@
 """What dealing batches to workers costs rank 0, and how well it scales, without GPUs.
 
-    python -m benchmarks.dispatch [--samples-per-second 1000] [--workers 1 2 4 8] [--repeat 3] [--update-docs]
+    python -m benchmarks.dispatch [--samples-per-second 9100] [--workers 1 2 4 8] [--repeat 3] [--update-docs]
 
 Real LoadGen (Offline, all 10,833 dev features), the real SUT and WorkerPool (sut/workers.py), real
-Gloo ranks on this machine; only the backends stand in. Dispatch: 4 workers whose backend returns
-zeros at once, rank 0 computing nothing: LoadGen's own rate (first sample issued to last answered) is
-what rank 0 (LoadGen, the SUT, dealing, receiving) can feed, its inverse rank 0's cost per sample.
-Scaling: workers whose backend sleeps as a GPU of the given speed would (time proportional to tokens),
+Gloo ranks on this machine; only the devices are simulated (sut/simulated_backend.py). Dispatch: 4
+workers answering zeros at once, rank 0 computing nothing: LoadGen's own rate (first sample issued to
+last answered) is what rank 0 (LoadGen, the SUT, dealing, receiving) can feed, its inverse rank 0's cost
+per sample. Scaling: workers that sleep as a GPU of the given speed would (time proportional to tokens),
 H100 batching; efficiency = rate at N / (N x rate at 1), LoadGen's rates, the median of --repeat runs.
 """
 
@@ -20,35 +20,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch.multiprocessing as mp
 
 from common.cli import ArgumentParser, run_main
 from harness.distributed import free_port
-from sut.backend import Backend
-
-MEAN_TOKENS = 178.5  # the dev features' mean real length
+from sut.simulated_backend import H100_SAMPLES_PER_SECOND, SimulatedBackend
 
 
-class ZeroBackend(Backend):
-    name = "zeros"
-
-    def predict(self, input_ids, input_mask, segment_ids):
-        return np.zeros((*input_ids.shape, 2), np.float32)
-
-
-class SleepingBackend(ZeroBackend):
-    """A device of `samples_per_second` on SQuAD's mean length: each batch takes its tokens' share of a second."""
-
-    def __init__(self, samples_per_second: float):
-        self.seconds_per_token = 1 / (samples_per_second * MEAN_TOKENS)
-
-    def predict(self, input_ids, input_mask, segment_ids):
-        time.sleep(self.seconds_per_token * int(input_mask.sum()))
-        return super().predict(input_ids, input_mask, segment_ids)
-
-
-def rank_main(rank: int, world: int, port: int, backend, build_dir: Path, batch_size: int, max_tokens, results):
+def rank_main(rank: int, world: int, port: int, samples_per_second: float, build_dir: Path, batch_size: int,
+              max_tokens, results):
     import mlperf_loadgen as lg
     import torch.distributed as dist
 
@@ -61,6 +41,7 @@ def rank_main(rank: int, world: int, port: int, backend, build_dir: Path, batch_
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     features = load_features(build_dir / "data" / "squad_features.npz", log=lambda *_: None)
+    backend = SimulatedBackend(calibration=features, options={"samples_per_second": str(samples_per_second)})
     if rank:
         serve(backend, features)
         dist.destroy_process_group()
@@ -85,7 +66,7 @@ def rank_main(rank: int, world: int, port: int, backend, build_dir: Path, batch_
     results.put((sut.samples_done, seconds, rate, cpu_seconds, sut.error))
 
 
-def timed_run(workers: int, backend, build_dir: Path, batch_size: int,
+def timed_run(workers: int, samples_per_second: int, build_dir: Path, batch_size: int,
               max_tokens) -> tuple[int, float, float, float]:
     """Samples answered, the wall seconds of LoadGen's run, LoadGen's samples/s, and rank 0's CPU seconds (all
     its threads, LoadGen's included): what it costs whatever else shares the cores."""
@@ -93,7 +74,7 @@ def timed_run(workers: int, backend, build_dir: Path, batch_size: int,
     results = context.Queue()
     port = free_port()
     world = workers + 1  # rank 0 deals, computes nothing
-    processes = [context.Process(target=rank_main, args=(rank, world, port, backend, build_dir, batch_size,
+    processes = [context.Process(target=rank_main, args=(rank, world, port, samples_per_second, build_dir, batch_size,
                                                          max_tokens, results)) for rank in range(world)]
     for process in processes:
         process.start()
@@ -121,8 +102,8 @@ def main() -> None:
 
     parser = ArgumentParser(prog="python -m benchmarks.dispatch", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--samples-per-second", type=float, default=1000.0,
-                        help="the simulated device's speed, per worker (default 1000)")
+    parser.add_argument("--samples-per-second", type=int, default=H100_SAMPLES_PER_SECOND,
+                        help=f"each simulated device's speed (default {H100_SAMPLES_PER_SECOND:,}: one H100)")
     parser.add_argument("--workers", nargs="*", type=int, default=[1, 2, 4, 8])
     parser.add_argument("--repeat", type=int, default=3, help="runs of each count (default 3): median, min, max")
     parser.add_argument("--build-dir", type=Path, default=Path("build"))
@@ -130,7 +111,7 @@ def main() -> None:
     args = parser.parse_args()
     load_features(args.build_dir / "data" / "squad_features.npz")  # built once, before the ranks read it
     h100 = load_system("h100")
-    dispatch = [timed_run(4, ZeroBackend(), args.build_dir, h100.batch_size, h100.max_tokens)
+    dispatch = [timed_run(4, 0, args.build_dir, h100.batch_size, h100.max_tokens)
                 for _ in range(args.repeat)]
     dispatch_rates = [rate for _, _, rate, _ in dispatch]
     costs = [1e6 / rate for rate in dispatch_rates]
@@ -139,7 +120,7 @@ def main() -> None:
           f"{spread(costs, 2)} us per sample; rank 0's CPU time {spread(cpu, 2)} us per sample")
     rows = []
     for workers in args.workers:
-        rates = [timed_run(workers, SleepingBackend(args.samples_per_second), args.build_dir, h100.batch_size,
+        rates = [timed_run(workers, args.samples_per_second, args.build_dir, h100.batch_size,
                            h100.max_tokens)[2] for _ in range(args.repeat)]
         rows.append((workers, rates))
         one = median(rows[0][1]) / rows[0][0]  # per device, at the first count

@@ -49,9 +49,12 @@ def build_run(config: RunConfig, log=print) -> BuiltRun:
         raise HarnessError(f"{given} is below the longest sample ({longest} tokens): a batch holds at least one "
                            f"sample, so every batch would be over the budget; give MAX_TOKENS of at least {longest}, "
                            "or MAX_TOKENS=none")
+    chosen = backend_class(config.backend)
+    if chosen.simulated:  # RunConfig refused MODEL= and SHAPE= with it
+        return BuiltRun(config, features, LoadedModel(None, "no-model", "none: BACKEND=simulated", True))
     model = load_model(options.model, options.build_dir, allow_random=not config.accuracy,
-                       trust_checkpoint=options.trust_checkpoint, log=log,
-                       accept_onnx=backend_class(config.backend).takes_onnx, shape=config.shape)
+                       trust_checkpoint=options.trust_checkpoint, log=log, accept_onnx=chosen.takes_onnx,
+                       shape=config.shape)
     positions = getattr(getattr(model.module, "config", None), "max_position_embeddings", features.seq_length)
     if features.seq_length > positions:
         raise HarnessError(f"SEQ_LEN={features.seq_length} is longer than {model.name} takes ({positions} positions)")

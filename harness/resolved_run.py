@@ -48,6 +48,7 @@ class ResolvedRun:
     end_utc: str = ""
     loadgen_result: str = ""
     samples_answered: int = 0
+    cpu_seconds: float | None = None  # its CPU time, every thread, over LoadGen's run (rank 0's, with WORKERS)
     energy_joules: float | None = None  # over LoadGen's run, where a meter was given (make sweep)
     energy_source: str = ""
     workers: int = 1  # ranks that ran backends (WORKERS), over `nodes` nodes

@@ -127,7 +127,14 @@ class RunConfig:
 
         system = chosen_system(options.system)
         device = resolve_device(options.device or system.device)
-        check_cores(workers, device, options.rank0_computes)
+        simulated = backend_class(backend).simulated
+        if accuracy and simulated:
+            raise HarnessError("make accuracy BACKEND=simulated: a simulated device only takes time and answers "
+                               "zeros, which have nothing to score; give a backend that runs the model (pytorch)")
+        if simulated and (options.model or shape is not None):
+            raise HarnessError(f"BACKEND={backend} loads no model: leave out MODEL= and SHAPE=")
+        if not simulated:  # a simulated device sleeps: any number of them share the cores
+            check_cores(workers, device, options.rank0_computes)
         precision, precision_note = ((options.precision, "as given") if options.precision else
                                      default_precision(system, device, backend_class(backend).precisions))
         check_backend_settings(backend, precision, options.backend_options)

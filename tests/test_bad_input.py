@@ -49,6 +49,9 @@ def logs_in(build_dir):
     (["--workers", "two"], "WORKERS=two must be a whole number of at least 1"),
     (["--model", "/no/such/model"], "MODEL=/no/such/model does not exist"),
     (["--model", str(README)], "README.md is not a PyTorch checkpoint"),
+    (["--backend", "simulated", "--shape", "tiny"], "BACKEND=simulated loads no model: leave out MODEL= and SHAPE="),
+    (["--backend", "simulated", "--backend-option", "samples_per_second=fast"],
+     "BACKEND_OPTIONS samples_per_second=fast: give a whole number"),
 ])
 def test_bad_run_options(tmp_path, build_dir, features, arguments, message):
     before = logs_in(build_dir)
@@ -83,6 +86,13 @@ def test_cuda_without_gpu(tmp_path, build_dir, features):
     result = run_cli("harness", "perf", "--device", "cuda", "--build-dir", str(build_dir), cwd=tmp_path)
     assert result.returncode == 2
     assert "no CUDA GPU is visible" in result.stderr and "DEVICE=cpu" in result.stderr
+
+
+@pytest.mark.slow
+def test_accuracy_refuses_a_simulated_device(tmp_path, build_dir, features):
+    result = run_cli("harness", "accuracy", "--backend", "simulated", "--build-dir", str(build_dir), cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "a simulated device only takes time and answers zeros" in result.stderr and "(pytorch)" in result.stderr
 
 
 @pytest.mark.slow
