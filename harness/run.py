@@ -27,6 +27,7 @@ from harness.run_folders import (
 from harness.settings import test_settings, user_conf_text
 from harness.start_test import progress, start_test
 from harness.summary import boxed, loadgen_result, quick_run_lines
+from sut.backend import backend_class
 
 AUDIT_CONFIG = "audit.config"  # LoadGen reads this name from the working directory and obeys it over user.conf
 TEST01_LOGGED_SAMPLES = 4096  # about what TEST01's audit.config has LoadGen log (accuracy_log_sampling_target)
@@ -59,7 +60,8 @@ def run(options: RunOptions, accuracy: bool, log=print, audit_config: Path | Non
                                "run it through `make perf WORKERS=N` (torchrun), or srun with N tasks")
         if not rank.is_leader:
             log = _quiet  # rank 0 says what the run does
-        config = dataclasses.replace(config, device=rank_device(config.device, rank, log))
+        if not backend_class(config.backend).simulated:  # a simulated device needs no cores of its own
+            config = dataclasses.replace(config, device=rank_device(config.device, rank, log))
     built = build_run(config, log)
     resolved = ResolvedRun.before_run(config, built.model, rank.nodes if rank else 1, compliance_test)
     final_dir = log_dir(options.logs_dir or options.build_dir / "logs", built.model.name, config.backend,
@@ -120,7 +122,7 @@ def run_loadgen(built: BuiltRun, backend, work_dir: Path, resolved: ResolvedRun,
     user_conf.write_text(user_conf_text(config.system, scenario))
     settings = test_settings(user_conf, scenario, config.accuracy, count)
     qsl = SquadQSL(features, count)
-    sut = SUT(backend, features, config.batch_size, config.max_tokens)
+    sut = SUT(backend, features, config.batch_size, config.max_tokens, arrivals=scenario == "Server")
     if stages is not None:
         sut.stages = backend.stages = stages
     log_settings = lg.LogSettings()
@@ -133,7 +135,7 @@ def run_loadgen(built: BuiltRun, backend, work_dir: Path, resolved: ResolvedRun,
         f"{built.model.name}, system {config.system.name}, batch {config.batch_size}{data}, "
         f"{'COUNT=' + str(count) + ' (quick run, not compliant)' if count else 'full compliant settings'}")
     resolved.start_utc = utc_now()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     if audited:
         os.chdir(work_dir)  # LoadGen looks for audit.config only in its working directory
     failure = lambda: sut.error or backend.check()  # noqa: E731 - polled, named once
@@ -154,6 +156,7 @@ def run_loadgen(built: BuiltRun, backend, work_dir: Path, resolved: ResolvedRun,
             backend.close()  # tells the other ranks to stop
             leave()
     resolved.end_utc = utc_now()
+    resolved.cpu_seconds = time.process_time() - cpu_started
     resolved.samples_answered = sut.samples_done
     error = failure()
     if error is not None:
@@ -186,7 +189,9 @@ def complete_logs(built: BuiltRun, work_dir: Path, resolved: ResolvedRun, audite
             file.write(boxed(notes))
     (work_dir / "run_info.json").write_text(json.dumps(dataclasses.asdict(resolved), indent=2) + "\n")
     log(f"LoadGen run took {seconds:.1f} s")
-    if built.model.is_random:
+    if backend_class(config.backend).simulated:
+        log("reminder: simulated devices (BACKEND=simulated) ran no model; these numbers are dispatch and sleep")
+    elif built.model.is_random:
         log("reminder: random weights; these numbers say nothing about accuracy")
     if notes:
         log(boxed(notes))

@@ -22,6 +22,7 @@ BACKENDS = {  # BACKEND= name -> (module, class); imported only when chosen, so 
     "onnxruntime": ("sut.onnxruntime_backend", "OnnxRuntimeBackend"),
     "openvino": ("sut.openvino_backend", "OpenVinoBackend"),
     "tensorrt": ("sut.tensorrt_backend", "TensorRTBackend"),
+    "simulated": ("sut.simulated_backend", "SimulatedBackend"),
 }
 
 
@@ -31,6 +32,7 @@ class Backend:
     input_data_type = "int32"  # what the model is fed, int32 or int64: a submission's measurements.json says it
     option_types: dict[str, type] = {}  # the BACKEND_OPTIONS keys it takes, checked before the model is built
     takes_onnx = False  # MODEL may be an .onnx file; a PyTorch model is exported for it
+    simulated = False  # it only takes a device's time (sut/simulated_backend.py): no model, no cores, no accuracy
     window = 2  # batches the SUT submits before it waits for the oldest
     parallelism = 1  # batches that run at once: the SUT cuts a query into enough for all of them
     stages: StageTimes | None = None  # a sweep's per-stage timing (sut/stages.py); off for runs
@@ -50,7 +52,7 @@ class Backend:
     def submit_rows(self, features: ModelInputs, rows: np.ndarray) -> Callable[[], np.ndarray]:
         """The batch of these samples, as the SUT asks for it: here cut from the features and padded only to
         the batch's longest (sut/batching.py); a pool of workers (sut/workers.py) sends the indices instead, and
-        the batch is built where it runs."""
+        the batch is built where it runs, and the call it returns is also a Future the SUT is woken by."""
         with stage(self.stages, "host_batch"):
             arrays = batch_inputs(features, rows)
         return self.submit(*arrays)

@@ -52,6 +52,14 @@ def batch_length(features: ModelInputs, rows: np.ndarray) -> int:
     return padded_length(int(features.lengths[rows].max()), PAD_MULTIPLE, features.seq_length)
 
 
+class Answer(Future):
+    """A batch's logits to come: the SUT calls it to wait, or, since it is a Future, is woken when it ends, so
+    batches that end out of order are answered (and new queries sent) without waiting for the oldest."""
+
+    def __call__(self) -> np.ndarray:
+        return self.result()
+
+
 class LocalWorker:
     """Rank 0's own backend, run in a thread of its own so rank 0 keeps dealing while it computes."""
 
@@ -189,10 +197,10 @@ class WorkerPool(Backend):
             worker.outstanding_batches += 1
             worker.outstanding_tokens += tokens
             worker.tokens_dealt += tokens
-        future: Future = Future()
+        future = Answer()
         future.add_done_callback(lambda _: self._done(worker, tokens))
         worker.dispatch(rows, future)
-        return future.result
+        return future
 
     def _done(self, worker, tokens: int) -> None:
         with self._free:
