@@ -77,7 +77,8 @@ ARGS_submission = $(if $(SCENARIOS),--scenarios $(SCENARIOS)) \
 	$(if $(LAYOUT),--layout "$(LAYOUT)") \
 	$(if $(CHECKER),--checker "$(CHECKER)") \
 	$(if $(SUBMITTER),--submitter "$(SUBMITTER)")
-ARGS_scale = $(if $(filter command line environment,$(origin BACKEND)),$(if $(BACKEND),--backend "$(BACKEND)")) \
+ARGS_scale = $(if $(SCENARIOS),--scenarios $(SCENARIOS)) \
+	$(if $(filter command line environment,$(origin BACKEND)),$(if $(BACKEND),--backend "$(BACKEND)")) \
 	$(if $(MODEL),--model "$(MODEL)") \
 	$(if $(DEVICE),--device "$(DEVICE)") \
 	$(if $(PRECISION),--precision "$(PRECISION)") \
@@ -85,6 +86,7 @@ ARGS_scale = $(if $(filter command line environment,$(origin BACKEND)),$(if $(BA
 	$(if $(SYSTEM),--system "$(SYSTEM)") \
 	$(if $(BATCH_SIZE),--batch-size "$(BATCH_SIZE)") \
 	$(if $(MAX_TOKENS),--max-tokens "$(MAX_TOKENS)") \
+	$(foreach word,$(BACKEND_OPTIONS),--backend-option $(word)) \
 	$(if $(WORKERS),--workers $(WORKERS)) \
 	$(if $(RANK0_COMPUTES),--rank0-computes "$(RANK0_COMPUTES)") \
 	$(if $(WORKER_TIMEOUT),--worker-timeout "$(WORKER_TIMEOUT)") \

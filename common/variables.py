@@ -61,12 +61,15 @@ VARIABLES = (
     Variable("SCENARIO", "LoadGen scenario: Offline, Server, SingleStream or MultiStream.", "perf accuracy compliance",
              "Offline", make_default="Offline", parser={"default": "Offline"}),
     Variable("SCENARIOS", "The scenarios to run in order and package (make all), or to package (make submission; "
-             "each must have both runs).", "all submission:list",
+             "each must have both runs).", "all submission:list scale:list",
              "SCENARIO when given, else what configs/submission.json's system_type needs (edge: Offline "
-             "SingleStream; datacenter: Offline Server); make submission: every scenario with runs",
-             make_default="$(if $(filter command line environment,$(origin SCENARIO)),$(SCENARIO))"),
+             "SingleStream; datacenter: Offline Server); make submission: every scenario with runs; make scale: "
+             "Offline",
+             make_default="$(if $(filter command line environment,$(origin SCENARIO)),$(SCENARIO))",
+             notes={"scale": "the scenarios to scale (Offline, Server), each at every worker count"}),
     Variable("BACKEND", "pytorch (ours: packed, no padding computed), huggingface (transformers' "
-             "BertForQuestionAnswering, the yardstick), onnxruntime, openvino (CPU) or tensorrt.",
+             "BertForQuestionAnswering, the yardstick), onnxruntime, openvino (CPU), tensorrt, or simulated (no "
+             "model: sleeps as a device of a given speed would, for make scale without GPUs).",
              "perf accuracy compliance:given submission:given scale:given", "pytorch", make_default="pytorch",
              parser={"default": "pytorch"},
              notes={"compliance": "whose runs (default: the newest with both runs)",
@@ -93,8 +96,9 @@ VARIABLES = (
              "forces compliant settings.", "perf accuracy scale sweep",
              "the system file's default_count (64 on cpu; none on GPUs)",
              notes={"scale": "samples per rank, or full"}),
-    Variable("SYSTEM", "A settings file of configs/systems (cpu, gpu, h100, h200) or the path of one (make sweep "
-             "OPTIMAL=1 writes one).", "perf accuracy scale sweep profile", "detected: h100, h200, else gpu, or cpu"),
+    Variable("SYSTEM", "A settings file of configs/systems (cpu, gpu, h100, h200, simulated-h100) or the path of "
+             "one (make sweep OPTIMAL=1 writes one).", "perf accuracy scale sweep profile",
+             "detected: h100, h200, else gpu, or cpu"),
     Variable("BATCH_SIZE", "The largest batch. Training: the global batch, features per optimiser step.",
              f"{RUNS} scale {TRAIN_TARGETS} train-bench", "the system file's (training: 32)"),
     Variable("MAX_TOKENS", "Token budget per batch (batch size x its longest sample), or none.",
@@ -102,8 +106,9 @@ VARIABLES = (
              notes={"sweep": "token budgets to sweep, none for none"}),
     Variable("BACKEND_OPTIONS", "Backend settings as \"key=value ...\": pytorch compile=0|1, graphs=0|1, "
              "triton_attention=0|1, onednn=0|1; onnxruntime optimize=0|1, providers=cpu|cuda|tensorrt, "
-             "intra_threads=N, inter_threads=N; tensorrt max_batch=N, workspace_gb=N. An unknown key lists the "
-             "accepted ones.", f"{RUNS} profile", flag="--backend-option", kind="each",
+             "intra_threads=N, inter_threads=N; tensorrt max_batch=N, workspace_gb=N; simulated "
+             "samples_per_second=N (default 9100, one H100; 0 answers at once). An unknown key lists the "
+             "accepted ones.", f"{RUNS} profile scale", flag="--backend-option", kind="each",
              parser={"metavar": "KEY=VALUE"}),
     Variable("WORKERS", "Ranks under torch.distributed, each running the backend on its own device (a GPU, or a "
              "share of the cores). Training: DDP ranks, or STAGES x copies of a DeepSpeed pipeline.",

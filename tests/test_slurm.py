@@ -101,7 +101,8 @@ def test_scaling_job(slurm, launcher):
                                                                                       (2, "ok", "VALID")]
     assert rows[0]["efficiency"] == 1.0 and 0 < rows[1]["efficiency"] and rows[1]["nodes"] == (
         2 if launcher == "srun" else 1)
-    assert "| workers | nodes | samples/s | speedup | efficiency |" in (folder / "scaling.md").read_text()
+    assert "| scenario | workers | nodes | samples/s | speedup | efficiency | rank 0 CPU (us/sample) |" in (
+        folder / "scaling.md").read_text()
     assert (folder / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

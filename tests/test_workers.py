@@ -313,3 +313,21 @@ def test_a_worker_dying_between_its_header_and_its_logits_fails_that_batch(monke
     worker.dispatch(np.array([0, 1]), future)
     with pytest.raises(workers.WorkerError, match=r"rank 1 on host \(cpu\) died: Connection closed by peer"):
         future.result(timeout=10)
+
+
+def test_scale_reports_each_scenario_at_simulated_h100_speed(tmp_path, build_dir, features):
+    """make scale SCENARIOS="Offline Server" BACKEND=simulated: a row per scenario and count, each count asked for
+    its share of the system file's targets, rank 0's cost per sample, and what the devices were."""
+    out = tmp_path / "scale"
+    result = run_cli("benchmarks.scale", "--backend", "simulated", "--system", "simulated-h100", "--workers", "1",
+                     "2", "--scenarios", "Offline", "Server", "--count", "1000", "--build-dir", str(build_dir),
+                     "--out", str(out), cwd=tmp_path)
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [(row["scenario"], row["workers"], row["status"], row["samples"]) for row in rows] == [
+        ("Offline", 1, "ok", 1000), ("Offline", 2, "ok", 2000), ("Server", 1, "ok", 1000),
+        ("Server", 2, "ok", 2000)], result.stdout[-3000:] + result.stderr[-3000:]
+    assert [row["target_qps"] for row in rows] == [9100, 18200, 7000, 14000]
+    assert all(row["rank0_us_per_sample"] > 0 for row in rows) and rows[1]["loadgen_result"].startswith("VALID")
+    table = (out / "scaling.md").read_text()
+    assert "simulated devices of 9,100 samples/s each (BACKEND=simulated)" in table and "| Server | 2 |" in table
+    assert (out / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
