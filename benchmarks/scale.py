@@ -24,7 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common.cli import ArgumentParser, given_options, run_main
+from common.cli import ArgumentParser, backend_options, given_options, run_main
 from common.errors import HarnessError
 from common.variables import add_variables
 from harness.run_config import RunConfig, RunOptions, resolve_count
@@ -154,8 +154,7 @@ def header(args: argparse.Namespace) -> list[str]:
     if backend == "simulated":
         from sut.simulated_backend import H100_SAMPLES_PER_SECOND
 
-        speed = dict(pair.split("=", 1) for pair in args.backend_option or []).get(
-            "samples_per_second", H100_SAMPLES_PER_SECOND)
+        speed = backend_options(args.backend_option or []).get("samples_per_second", H100_SAMPLES_PER_SECOND)
         backend = f"simulated devices of {int(speed):,} samples/s each (BACKEND=simulated)"
     return [f"- backend: {backend}; system {args.system or 'detected'} (target_qps times each count)",
             f"- rank 0 on {cpu_name()}, {os.cpu_count()} logical CPUs, shared with every rank started here"]

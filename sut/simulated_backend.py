@@ -27,7 +27,6 @@ class SimulatedBackend(Backend):
                  options: dict[str, str] | None = None, log=print):
         rate = parse_options(options, self.option_types, self.name).get("samples_per_second", H100_SAMPLES_PER_SECOND)
         mean_length = float(np.mean(calibration.lengths))  # the run's own features: SQuAD's, or generated ones
-        self.samples_per_second = rate
         self.seconds_per_token = 1 / (rate * mean_length) if rate else 0.0
 
     def predict(self, input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The sbatch scripts in slurm/, run end to end under stand-in sbatch, srun and scontrol that start local ranks."""
+"""The sbatch scripts in slurm/, run end to end under slurm/stand-in/ (sbatch, srun, scontrol starting local ranks)."""
 
 from __future__ import annotations
 
@@ -13,53 +13,15 @@ from tests.conftest import REPO, cli_environment
 
 pytestmark = pytest.mark.slow  # every script makes real LoadGen runs over real ranks
 
-SBATCH = """#!{python}
-# Stand-in sbatch: the job runs at once, here, with the SLURM variables a real allocation sets.
-import os, re, subprocess, sys
-options, script = sys.argv[1:-1], sys.argv[-1]
-settings = dict(re.findall(r"^#SBATCH --([\\w-]+)=(\\S+)", open(script).read(), re.M))
-settings.update(option[2:].split("=", 1) for option in options if "=" in option)
-nodes, per_node = int(settings.get("nodes", 1)), int(settings.get("ntasks-per-node", 1))
-environment = {{**os.environ, "SLURM_JOB_ID": "42", "SLURM_SUBMIT_DIR": os.getcwd(), "SLURM_NNODES": str(nodes),
-               "SLURM_JOB_NODELIST": f"node[1-{{nodes}}]", "SLURM_NTASKS": str(nodes * per_node),
-               "SLURM_NTASKS_PER_NODE": str(per_node), "SLURM_GPUS_ON_NODE": "0"}}
-sys.exit(subprocess.run(["bash", script], env=environment).returncode)
-"""
-SRUN = """#!{python}
-# Stand-in srun: --ntasks copies of the command as local processes, each with its SLURM_PROCID.
-import os, subprocess, sys
-arguments = sys.argv[1:]
-options = {{}}
-while arguments and arguments[0].startswith("--"):
-    key, _, value = arguments.pop(0)[2:].partition("=")
-    options[key] = value
-tasks = int(options.get("ntasks", os.environ["SLURM_NTASKS"]))
-per_node = int(os.environ.get("SLURM_NTASKS_PER_NODE", tasks))
-def task_environment(task):
-    return {{**os.environ, "SLURM_PROCID": str(task), "SLURM_NTASKS": str(tasks), "SLURM_LOCALID": str(task % per_node),
-            "SLURM_NODEID": str(task // per_node), "SLURM_NNODES": str(-(-tasks // per_node))}}
-processes = [subprocess.Popen(arguments, env=task_environment(task)) for task in range(tasks)]
-codes = [process.wait() for process in processes]
-sys.exit(max(codes))
-"""
-SCONTROL = """#!/bin/sh
-# Stand-in scontrol: every node of the allocation is this machine.
-[ "$1 $2" = "show hostnames" ] && for node in $(seq "${SLURM_NNODES:-1}"); do echo 127.0.0.1; done
-"""
+STAND_IN = REPO / "slurm" / "stand-in"  # sbatch, srun and scontrol that start the ranks here
 
 
 @pytest.fixture
 def slurm(tmp_path, build_dir, features, small_model):
-    tools = tmp_path / "tools"
-    tools.mkdir()
-    for name, text in (("sbatch", SBATCH.format(python=sys.executable)), ("srun", SRUN.format(python=sys.executable)),
-                       ("scontrol", SCONTROL)):
-        (tools / name).write_text(text)
-        (tools / name).chmod(0o755)
     build = tmp_path / "build"
     (build / "data").mkdir(parents=True)
     os.link(build_dir / "data" / "squad_features.npz", build / "data" / "squad_features.npz")
-    environment = {**cli_environment(), "PATH": f"{tools}:{os.environ['PATH']}", "PYTHON": sys.executable,
+    environment = {**cli_environment(), "PATH": f"{STAND_IN}:{os.environ['PATH']}", "PYTHON": sys.executable,
                    "BUILD": str(build), "MODEL": str(small_model), "DEVICE": "cpu", "COUNT": "32"}
     return environment, build
 
