@@ -82,10 +82,12 @@ def available_samples(args: argparse.Namespace) -> int:
 
 def check_settings(args: argparse.Namespace, worker_counts: list[int], scenarios: list[str]) -> None:
     """Every run's settings, as the run would check them, before the first one starts."""
+    from harness.settings import check_scenario
+
     if args.rank0_computes not in (None, "0", "1"):
         raise HarnessError(f"RANK0_COMPUTES={args.rank0_computes}: choose one of 0, 1")
     for scenario in scenarios:
-        if scenario not in ("Offline", "Server"):
+        if check_scenario(scenario) not in ("Offline", "Server"):
             raise HarnessError(f"SCENARIOS: {scenario} does not scale with devices (one query at a time); "
                                "make scale takes Offline and Server")
     for workers in worker_counts:

@@ -112,6 +112,8 @@ def test_values_that_mean_something_else_are_refused_before_the_model_loads(tmp_
 @pytest.mark.parametrize("command, message", [
     (["benchmarks.device_check", "--time-limit", "abc"], "TIME_LIMIT=abc is not a number (--time-limit)"),
     (["benchmarks.scale", "--count", "abc"], "COUNT=abc is not a number"),
+    (["benchmarks.scale", "--scenarios", "Offlne"], "unknown SCENARIO=Offlne"),
+    (["benchmarks.scale", "--scenarios", "SingleStream"], "SingleStream does not scale with devices"),
     (["submission", "--layout", "v7"], "LAYOUT=v7: choose one of v6, v5 (--layout)"),
 ])
 def test_every_command_speaks_of_make_variables(tmp_path, command, message):
