@@ -219,13 +219,25 @@ class WorkerPool(Backend):
 
 
 def serve(backend, features: ModelInputs) -> int:
-    """A worker rank: compute the batches rank 0 sends until it says stop; the number of batches served."""
+    """A worker rank: compute the batches rank 0 sends until it says stop; the number of batches served.
+
+    An answer is sent without waiting for rank 0 to take it: the next batch (already waiting, DEPTH) is computed
+    meanwhile, and the send is waited for only before the next answer goes out (Gloo keeps them in order).
+    """
     served = 0
+    last_answer: list[tuple[torch.Tensor, object]] = []  # each tensor with its send, kept until rank 0 has it
+
+    def answer(*tensors: torch.Tensor) -> None:
+        for _, work in last_answer:
+            work.wait()
+        last_answer[:] = [(tensor, dist.isend(tensor, dst=0)) for tensor in tensors]
+
     while True:
         header = torch.empty(3, dtype=torch.int64)
         dist.recv(header, src=0)
         kind, batch_id, count = (int(value) for value in header)
         if kind == STOP:
+            answer()
             return served
         rows = torch.empty(count, dtype=torch.int64)
         dist.recv(rows, src=0)
@@ -233,9 +245,7 @@ def serve(backend, features: ModelInputs) -> int:
             logits = np.ascontiguousarray(backend.submit_rows(features, rows.numpy())(), np.float32)
         except Exception as error:  # noqa: BLE001 - sent to rank 0, which ends the run with it
             text = torch.frombuffer(bytearray(repr(error).encode()[:2000]), dtype=torch.uint8)
-            dist.send(torch.tensor([FAILED, batch_id, len(text)], dtype=torch.int64), dst=0)
-            dist.send(text, dst=0)
+            answer(torch.tensor([FAILED, batch_id, len(text)], dtype=torch.int64), text)
             continue
-        dist.send(torch.tensor([OK, batch_id, logits.shape[1]], dtype=torch.int64), dst=0)
-        dist.send(torch.from_numpy(logits), dst=0)
+        answer(torch.tensor([OK, batch_id, logits.shape[1]], dtype=torch.int64), torch.from_numpy(logits))
         served += 1
