@@ -55,7 +55,7 @@ class SUT:
         self._bar: tqdm | None = None  # over an Offline query's tokens
         self._answered = self._bar_samples = 0
         self._closed = False  # close() was seen by the serving thread
-        self._queue: queue.Queue[tuple[list[int], list[int]] | None] = queue.Queue()
+        self._queue: queue.SimpleQueue[tuple[list[int], list[int]] | None] = queue.SimpleQueue()
         self._worker = threading.Thread(target=self._serve, name="sut-worker", daemon=True)
         self._worker.start()
         self.handle = lg.ConstructFastSUT(self.issue_queries, self.flush_queries)
