@@ -127,7 +127,8 @@ class RunConfig:
 
         system = chosen_system(options.system)
         device = resolve_device(options.device or system.device)
-        simulated = backend_class(backend).simulated
+        chosen = backend_class(backend)
+        simulated = chosen.simulated
         if accuracy and simulated:
             raise HarnessError("make accuracy BACKEND=simulated: a simulated device only takes time and answers "
                                "zeros, which have nothing to score; give a backend that runs the model (pytorch)")
@@ -136,7 +137,7 @@ class RunConfig:
         if not simulated:  # a simulated device sleeps: any number of them share the cores
             check_cores(workers, device, options.rank0_computes)
         precision, precision_note = ((options.precision, "as given") if options.precision else
-                                     default_precision(system, device, backend_class(backend).precisions))
+                                     default_precision(system, device, chosen.precisions))
         check_backend_settings(backend, precision, options.backend_options)
         return cls(options, accuracy, scenario, backend, system, device, precision,
                    count if given(options.count) else system.default_count,
